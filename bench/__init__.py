@@ -1,0 +1,1 @@
+"""Benchmarks: this endpoint and the Linux kernel measured side by side in one run."""
