@@ -3,10 +3,13 @@ and a real MP_CAPABLE handshake with it over a TUN device (impl.lab.handshake)."
 
 from __future__ import annotations
 
+import io
 import socket
 
 import pytest
+from rich.console import Console
 
+from impl.lab.handshake import HandshakeError, kernel_mp_capable_handshake, run_handshake_demo
 from impl.lab.kernel import (
     counter_delta,
     parse_proc_net_counters,
@@ -16,6 +19,7 @@ from impl.lab.kernel import (
     write_sysctl,
 )
 from impl.lab.netns import NetworkNamespace, list_namespaces
+from impl.wire import MpCapable
 
 pytestmark = pytest.mark.netns
 
@@ -96,3 +100,80 @@ def test_netns_fixture_cleans_up() -> None:
     with NetworkNamespace() as ns:
         pass
     assert ns.name not in list_namespaces()
+
+
+# -- the MP_CAPABLE handshake with Linux over TUN (impl.lab.handshake) ------------------
+
+def _mp_capable_length(exchanged) -> int:  # noqa: ANN001
+    option = exchanged.packet.tcp.option(MpCapable)
+    assert option is not None, exchanged.summary
+    return len(option.emit())
+
+
+@pytest.mark.parametrize(("kernel_checksums", "payload", "third_ack_length"),
+                         [(False, b"!", 22), (True, b"hello", 24)])
+def test_mp_capable_handshake_with_linux(kernel_checksums: bool, payload: bytes,
+                                         third_ack_length: int) -> None:
+    result = kernel_mp_capable_handshake(8080, kernel_checksums=kernel_checksums,
+                                         payload=payload, timeout=2.0)
+    # The kernel's accept()ed MPTCP socket read exactly the byte(s) that rode on the ACK.
+    assert result.received_by_kernel == payload
+    assert result.kernel_eof  # our DATA_FIN reached the application as end-of-stream
+    assert result.checksums is kernel_checksums
+    # The kernel counted one MP_CAPABLE SYN and one MP_CAPABLE third ACK, and no error.
+    deltas = result.counter_deltas
+    assert deltas.get("MPTcpExtMPCapableSYNRX") == 1
+    assert deltas.get("MPTcpExtMPCapableACKRX") == 1
+    for bad in ("MPTcpExtDataCsumErr", "MPTcpExtMPCapableFallbackACK",
+                "MPTcpExtMPCapableFallbackSYNACK", "MPTcpExtMPRstRx", "MPTcpExtMPRstTx",
+                "TcpExtTCPAbortOnData", "TcpOutRsts"):
+        assert deltas.get(bad, 0) == 0, (bad, deltas)
+    syn, syn_ack, third_ack = result.packets[:3]
+    assert (syn.direction, syn_ack.direction, third_ack.direction) == (
+        "sent", "received", "sent")
+    assert _mp_capable_length(syn) == 4
+    assert _mp_capable_length(syn_ack) == 12
+    assert syn_ack.packet.tcp.option(MpCapable).checksum_required is kernel_checksums
+    assert _mp_capable_length(third_ack) == third_ack_length
+    assert bytes(third_ack.packet.payload) == payload
+    assert result.namespace not in list_namespaces()
+
+
+def test_namespace_is_gone_when_the_handshake_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pretend the SYN/ACK had no MP_CAPABLE: the code takes its fallback error path with a
+    # live TUN, listener and namespace, all of which must be cleaned up.
+    import impl.lab.handshake as handshake
+
+    monkeypatch.setattr(handshake, "_mp_capable_of", lambda packet: None)
+    seen: list[str] = []
+    real_read_counters = handshake.read_counters
+    monkeypatch.setattr(handshake, "read_counters",
+                        lambda name: seen.append(name) or real_read_counters(name))
+    with pytest.raises(HandshakeError, match="fell back"):
+        kernel_mp_capable_handshake(8080, timeout=2.0)
+    assert seen and seen[0] not in list_namespaces()
+
+
+def test_namespace_is_gone_after_ctrl_c_mid_handshake(monkeypatch: pytest.MonkeyPatch) -> None:
+    import impl.lab.handshake as handshake
+
+    seen: list[str] = []
+
+    def interrupt(name: str) -> dict[str, int]:
+        seen.append(name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(handshake, "read_counters", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        kernel_mp_capable_handshake(8080, timeout=2.0)
+    assert seen and seen[0] not in list_namespaces()
+
+
+def test_handshake_demo_prints_packets_and_counters() -> None:
+    output = io.StringIO()
+    status = run_handshake_demo(port=8080, pcap_path=None,
+                                console=Console(file=output, width=300, color_system=None))
+    text = output.getvalue()
+    assert status == 0, text
+    assert "MP_CAPABLE v1 H key" in text
+    assert "MPTcpExtMPCapableSYNRX +1" in text and "MPTcpExtMPCapableACKRX +1" in text
