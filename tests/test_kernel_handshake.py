@@ -4,12 +4,26 @@ and a real MP_CAPABLE handshake with it over a TUN device (impl.lab.handshake)."
 from __future__ import annotations
 
 import io
+import secrets
 import socket
 
 import pytest
 from rich.console import Console
 
-from impl.lab.handshake import HandshakeError, kernel_mp_capable_handshake, run_handshake_demo
+from impl.crypto import (
+    add_addr_hmac,
+    generate_nonce,
+    join_ack_hmac,
+    join_syn_ack_hmac,
+    token_from_key,
+)
+from impl.lab.handshake import (
+    EstablishedConnection,
+    HandshakeError,
+    describe_packet,
+    kernel_mp_capable_handshake,
+    run_handshake_demo,
+)
 from impl.lab.kernel import (
     counter_delta,
     parse_proc_net_counters,
@@ -19,7 +33,19 @@ from impl.lab.kernel import (
     write_sysctl,
 )
 from impl.lab.netns import NetworkNamespace, list_namespaces
-from impl.wire import MpCapable
+from impl.wire import (
+    MaximumSegmentSize,
+    MpCapable,
+    MpJoinAck,
+    MpJoinSyn,
+    MpJoinSynAck,
+    NoOperation,
+    SackPermitted,
+    TcpFlags,
+    TcpHeader,
+    Timestamps,
+    WindowScale,
+)
 
 pytestmark = pytest.mark.netns
 
@@ -177,3 +203,80 @@ def test_handshake_demo_prints_packets_and_counters() -> None:
     assert status == 0, text
     assert "MP_CAPABLE v1 H key" in text
     assert "MPTcpExtMPCapableSYNRX +1" in text and "MPTcpExtMPCapableACKRX +1" in text
+
+
+# -- our HMACs against the kernel's (RFC 8684 3.2, 3.4.1) -------------------------------
+
+def test_kernel_add_addr_hmac_matches_ours() -> None:
+    # The kernel announces a `signal` endpoint; kernel_mp_capable_handshake recomputes the
+    # ADD_ADDR HMAC with impl.crypto (raising on a mismatch) and echoes it.
+    result = kernel_mp_capable_handshake(8080, kernel_signal_address="198.18.0.3",
+                                         timeout=2.0)
+    [announced] = result.kernel_add_addrs
+    assert str(announced.address) == "198.18.0.3" and announced.port is None
+    assert announced.truncated_hmac == add_addr_hmac(
+        result.kernel_key, result.our_key, announced.address_id, announced.address)
+    deltas = result.counter_deltas
+    assert deltas.get("MPTcpExtAddAddrTx") == 1
+    assert deltas.get("MPTcpExtEchoAdd") == 1  # the kernel accepted our echo
+
+
+def _join_subflow(connection: EstablishedConnection, hmac_a: bytes | None = None) -> dict:
+    """An MP_JOIN subflow from 198.18.0.2 (RFC 8684 3.2); returns what was exchanged.
+    With `hmac_a`, that HMAC is sent on the third ACK instead of the right one."""
+    peer = connection.new_subflow_peer()
+    nonce_a, isn = generate_nonce(), secrets.randbits(32)
+    token = token_from_key(connection.kernel_key)
+    peer.send(TcpHeader(peer.port, connection.port, isn, 0, TcpFlags.SYN, 64240, options=(
+        MaximumSegmentSize(1460), SackPermitted(), Timestamps(1, 0), NoOperation(),
+        WindowScale(7), MpJoinSyn(backup=False, address_id=1, receiver_token=token,
+                                  sender_nonce=nonce_a))))
+    syn_ack = peer.receive("the MP_JOIN SYN/ACK")
+    offer = syn_ack.tcp.option(MpJoinSynAck)
+    assert isinstance(offer, MpJoinSynAck), describe_packet(syn_ack)
+    assert syn_ack.tcp.ack == isn + 1
+    right_hmac_a = join_ack_hmac(connection.our_key, connection.kernel_key, nonce_a,
+                                 offer.sender_nonce)
+    peer.send(TcpHeader(peer.port, connection.port, isn + 1, syn_ack.tcp.seq + 1,
+                        TcpFlags.ACK, 501, options=(
+                            NoOperation(), NoOperation(),
+                            Timestamps(2, syn_ack.tcp.option(Timestamps).value),
+                            MpJoinAck(hmac_a or right_hmac_a))))
+    # RFC 8684 3.2: the listener ACKs the third ACK (and only then may A use the
+    # subflow); a kernel that rejects HMAC-A resets the subflow instead.
+    try:
+        reply = peer.receive("the kernel's answer to the MP_JOIN third ACK")
+        reset = False
+    except HandshakeError as error:
+        assert "reset" in str(error), error
+        reply, reset = None, True
+    if not reset:
+        peer.send(TcpHeader(peer.port, connection.port, isn + 1, syn_ack.tcp.seq + 1,
+                            TcpFlags.RST, 0))  # done with it: the test is the handshake
+    return {"nonce_a": nonce_a, "offer": offer, "reply": reply, "reset": reset}
+
+
+def test_kernel_join_hmacs_match_ours() -> None:
+    joined: list[dict] = []
+    result = kernel_mp_capable_handshake(
+        8080, timeout=2.0,
+        after_handshake=lambda connection: joined.append(_join_subflow(connection)))
+    [join] = joined
+    # HMAC-B on the SYN/ACK = HMAC(Key-B || Key-A, R-B || R-A), leftmost 64 bits.
+    assert join["offer"].sender_truncated_hmac == join_syn_ack_hmac(
+        result.kernel_key, result.our_key, join["offer"].sender_nonce, join["nonce_a"])
+    assert not join["reset"] and join["reply"].tcp.flags == TcpFlags.ACK
+    deltas = result.counter_deltas
+    assert deltas.get("MPTcpExtMPJoinSynRx") == 1
+    assert deltas.get("MPTcpExtMPJoinAckRx") == 1  # our HMAC-A was accepted
+    assert deltas.get("MPTcpExtMPJoinAckHMacFailure", 0) == 0
+
+
+def test_kernel_rejects_a_wrong_join_hmac() -> None:
+    joined: list[dict] = []
+    result = kernel_mp_capable_handshake(
+        8080, timeout=2.0,
+        after_handshake=lambda connection: joined.append(
+            _join_subflow(connection, hmac_a=bytes(20))))
+    assert joined[0]["reset"]
+    assert result.counter_deltas.get("MPTcpExtMPJoinAckHMacFailure") == 1

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Literal
 
 from impl.crypto import (
+    add_addr_hmac,
     dss_checksum,
     dss_checksum_ok,
     generate_key,
@@ -48,11 +49,15 @@ from impl.io.tun import TunDevice
 from impl.lab.kernel import counter_delta, read_counters, write_sysctl
 from impl.lab.netns import NetworkNamespace
 from impl.wire import (
+    AddAddr,
     DataSequenceMapping,
     Dss,
     EndOfOptionList,
     MaximumSegmentSize,
     MpCapable,
+    MpJoinAck,
+    MpJoinSyn,
+    MpJoinSynAck,
     NoOperation,
     Packet,
     SackPermitted,
@@ -117,6 +122,7 @@ class HandshakeResult:
     ignored_packets: int = 0  # non-TCP traffic on the TUN (IPv6 RS, MLD, ...)
     counters_before: dict[str, int] = field(default_factory=dict)
     counters_after: dict[str, int] = field(default_factory=dict)
+    kernel_add_addrs: list[AddAddr] = field(default_factory=list)  # HMACs verified
 
     @property
     def counter_deltas(self) -> dict[str, int]:
@@ -126,6 +132,26 @@ class HandshakeResult:
     def mptcp_counter_deltas(self) -> dict[str, int]:
         return {name: value for name, value in self.counter_deltas.items()
                 if name.startswith("MPTcpExt")}
+
+
+@dataclass(frozen=True)
+class EstablishedConnection:
+    """The live lab handed to `after_handshake`: the MPTCP connection is established
+    (keys exchanged, first data acknowledged) and its first subflow is still open."""
+
+    namespace: NetworkNamespace
+    tun: TunDevice
+    port: int
+    our_key: int
+    kernel_key: int
+    checksums: bool
+    timeout: float
+    record: Callable[[ExchangedPacket], None]
+    started: float  # monotonic clock origin of the packet log
+
+    def new_subflow_peer(self) -> ScriptedPeer:
+        """A scripted peer for another subflow from 198.18.0.2 to the listener."""
+        return ScriptedPeer(self.tun, self.port, self.timeout, self.record, self.started)
 
 
 # -- readable one-line packets ---------------------------------------------------------
@@ -177,6 +203,19 @@ def describe_option(option: TcpOption) -> str:
             if option.data_fin:
                 parts.append("DATA_FIN")
             return " ".join(parts)
+        case AddAddr():
+            port = "" if option.port is None else f" port {option.port}"
+            hmac = "" if option.truncated_hmac is None else f" hmac {option.truncated_hmac:#018x}"
+            return f"ADD_ADDR{' echo' if option.echo else ''} id {option.address_id} " \
+                f"{option.address}{port}{hmac}"
+        case MpJoinSyn():
+            return (f"MP_JOIN SYN id {option.address_id} token {option.receiver_token:#010x} "
+                    f"nonce {option.sender_nonce:#010x}{' backup' if option.backup else ''}")
+        case MpJoinSynAck():
+            return (f"MP_JOIN SYN/ACK id {option.address_id} "
+                    f"hmac {option.sender_truncated_hmac:#018x} nonce {option.sender_nonce:#010x}")
+        case MpJoinAck():
+            return f"MP_JOIN ACK hmac {option.sender_hmac.hex()}"
     return repr(option)
 
 
@@ -194,20 +233,23 @@ def describe_packet(packet: Packet) -> str:
 
 # -- the scripted peer -----------------------------------------------------------------
 
-class _ScriptedPeer:
-    """Our end of one TCP flow on the TUN: sends segments we spell out, receives the
-    kernel's, and keeps the log. Sequence numbers are absolute; nothing is retransmitted
-    (the TUN is lossless), and every wait is bounded."""
+class ScriptedPeer:
+    """Our end of one TCP flow (one subflow) on the TUN: sends segments we spell out,
+    receives the kernel's, and keeps the log. Sequence numbers are absolute; nothing is
+    retransmitted (the TUN is lossless), and every wait is bounded. Segments of other flows
+    read meanwhile are counted in `ignored` and dropped; ADD_ADDR options the kernel sends
+    are collected in `add_addrs` (they may arrive on any segment)."""
 
     def __init__(self, tun: TunDevice, kernel_port: int, timeout: float,
-                 record: Callable[[ExchangedPacket], None]) -> None:
+                 record: Callable[[ExchangedPacket], None], started: float | None = None) -> None:
         self.tun = tun
         self.kernel_port = kernel_port
         self.port = 32768 + secrets.randbelow(60999 - 32768)  # Linux ephemeral range
         self.timeout = timeout
         self.record = record
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
         self.ignored = 0
+        self.add_addrs: list[AddAddr] = []
         self._timestamp_offset = secrets.randbits(32)
 
     def timestamp(self) -> int:
@@ -248,6 +290,8 @@ class _ScriptedPeer:
                 self.ignored += 1
                 continue
             self.record(ExchangedPacket("received", time.monotonic() - self.started, data))
+            self.add_addrs += [option for option in packet.tcp.options
+                               if isinstance(option, AddAddr) and not option.echo]
             if packet.tcp.flags & TcpFlags.RST:
                 raise HandshakeError(f"the kernel reset the subflow while we waited for {what}: "
                                      f"{describe_packet(packet)}")
@@ -300,12 +344,19 @@ def kernel_mp_capable_handshake(
     timeout: float = 2.0,
     pcap_path: Path | None = None,
     on_packet: Callable[[ExchangedPacket], None] | None = None,
+    kernel_signal_address: str | None = None,
+    after_handshake: Callable[[EstablishedConnection], None] | None = None,
 ) -> HandshakeResult:
     """MP_CAPABLE with the Linux kernel over TUN in a fresh namespace (see module doc).
 
     `kernel_checksums` sets net.mptcp.checksum_enabled in the lab namespace, so the
-    kernel's SYN/ACK sets flag A and our third ACK must carry the 24-byte form. Every wait
-    is bounded by `timeout`; the namespace is gone when this returns or raises.
+    kernel's SYN/ACK sets flag A and our third ACK must carry the 24-byte form.
+    `kernel_signal_address` (a lab address) is added to the TUN and made a `signal`
+    endpoint of the kernel's path manager, so the kernel announces it with ADD_ADDR; we
+    check its HMAC (RFC 8684 3.4.1) and echo it. `after_handshake` runs once the kernel
+    has ACKed our first data and before the close, with the live lab (e.g. to open an
+    MP_JOIN subflow). Every wait is bounded by `timeout`; the namespace is gone when this
+    returns or raises.
     """
     if not 1 <= len(payload) <= 1000:
         raise ValueError("the first data must fit one segment and be non-empty")
@@ -327,6 +378,10 @@ def kernel_mp_capable_handshake(
         tun = stack.enter_context(TunDevice(TUN_NAME, netns=namespace.name))
         namespace.add_address(tun.name, f"{KERNEL_ADDRESS}/{PREFIX_LENGTH}")
         namespace.set_link_up(tun.name)
+        if kernel_signal_address is not None:
+            namespace.add_address(tun.name, f"{kernel_signal_address}/32")
+            namespace.run("ip", "mptcp", "endpoint", "add", kernel_signal_address,
+                          "dev", tun.name, "signal")
         with namespace.entered():
             listener = stack.enter_context(
                 socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP))
@@ -335,7 +390,7 @@ def kernel_mp_capable_handshake(
         listener.settimeout(timeout)
 
         counters_before = read_counters(namespace.name)
-        peer = _ScriptedPeer(tun, port, timeout, record)
+        peer = ScriptedPeer(tun, port, timeout, record)
         our_key = generate_key()
         our_idsn = idsn_from_key(our_key)
         our_isn = secrets.randbits(32)
@@ -375,6 +430,23 @@ def kernel_mp_capable_handshake(
                 return ()
             return (NoOperation(), NoOperation(), Timestamps(peer.timestamp(), kernel_ts))
 
+        def answer_add_addrs() -> None:
+            # RFC 8684 3.4.1: check the truncated HMAC (sender = the kernel) and echo the
+            # announcement, or the kernel would retransmit it.
+            while peer.add_addrs:
+                announced = peer.add_addrs.pop(0)
+                expected = add_addr_hmac(kernel_key, our_key, announced.address_id,
+                                         announced.address, announced.port)
+                if announced.truncated_hmac != expected:
+                    raise HandshakeError(f"the kernel's ADD_ADDR HMAC is "
+                                         f"{announced.truncated_hmac:#018x}, ours {expected:#018x}")
+                kernel_add_addrs.append(announced)
+                echo = AddAddr(announced.address_id, announced.address, announced.port,
+                               echo=True)
+                peer.send(TcpHeader(peer.port, port, our_seq, kernel_seq, TcpFlags.ACK, window,
+                                    options=(*timestamps(), Dss(data_ack=kernel_data_next),
+                                             echo)))
+
         # 3. Third ACK: both keys plus the first data (RFC 8684 3.1 "MP_CAPABLE with data":
         # DSN = IDSN + 1, relative subflow sequence 1, checksum over that mapping).
         our_seq = (our_isn + 1) % 2**32
@@ -406,8 +478,10 @@ def kernel_mp_capable_handshake(
 
         # 5. The kernel ACKs our data with its first DSS (DATA_ACK = our data next).
         kernel_data_next = (kernel_idsn + 1) % 2**64
+        kernel_add_addrs: list[AddAddr] = []
         while True:
             answer = peer.receive("the kernel's ACK of our first data")
+            answer_add_addrs()
             if kernel_ts is not None:
                 kernel_ts = _timestamp_of(answer) or kernel_ts
             dss = answer.tcp.option(Dss)
@@ -416,6 +490,17 @@ def kernel_mp_capable_handshake(
                     raise HandshakeError(f"the kernel's DATA_ACK is {dss.data_ack}, expected "
                                          f"{our_data_next} (our IDSN + 1 + {len(payload)})")
                 break
+        if kernel_signal_address is not None and not kernel_add_addrs:
+            # The path manager announces from a worker once the connection is fully
+            # established, so the ADD_ADDR may trail the DATA_ACK a little.
+            while not kernel_add_addrs:
+                peer.receive("the kernel's ADD_ADDR")
+                answer_add_addrs()
+        if after_handshake is not None:
+            after_handshake(EstablishedConnection(
+                namespace=namespace, tun=tun, port=port, our_key=our_key,
+                kernel_key=kernel_key, checksums=checksums, timeout=timeout, record=record,
+                started=peer.started))
 
         # 6. Our graceful close: FIN + DATA_FIN (bare DATA_FIN mapping: ssn 0, length 1).
         fin_mapping = DataSequenceMapping(
@@ -433,6 +518,7 @@ def kernel_mp_capable_handshake(
         # 7. ACK whatever the kernel sends until its FIN and DATA_FIN are both acknowledged.
         kernel_fin_acked = kernel_data_fin_acked = our_fin_acked = False
         for segment in peer.pending(quiet=timeout):
+            answer_add_addrs()
             if kernel_ts is not None:
                 kernel_ts = _timestamp_of(segment) or kernel_ts
             advanced = False
@@ -478,7 +564,8 @@ def kernel_mp_capable_handshake(
             namespace=namespace.name, port=port, our_key=our_key, kernel_key=kernel_key,
             checksums=checksums, sent_payload=payload, received_by_kernel=received,
             kernel_eof=kernel_eof, packets=packets, ignored_packets=peer.ignored,
-            counters_before=counters_before, counters_after=counters_after)
+            counters_before=counters_before, counters_after=counters_after,
+            kernel_add_addrs=kernel_add_addrs)
     raise AssertionError("unreachable")  # ExitStack never swallows exceptions here
 
 
