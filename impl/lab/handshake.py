@@ -27,6 +27,7 @@ keys, counter deltas); `run_handshake_demo()` is `mptcp-ref lab handshake`.
 from __future__ import annotations
 
 import ipaddress
+import os
 import secrets
 import select
 import socket
@@ -581,13 +582,20 @@ def run_handshake_demo(port: int, pcap_path: Path | None, console) -> int:  # no
         style = "cyan" if exchanged.direction == "sent" else "green"
         console.print(exchanged.summary, style=style, highlight=False, soft_wrap=True)
 
+    if os.geteuid() != 0:
+        console.print("[bold red]handshake failed:[/] this lab needs root: it creates a "
+                      "network namespace and a TUN device")
+        return 1
     if pcap_path is not None and not pcap_available():
         console.print("[yellow]note:[/] impl.io.pcap is not built yet; no pcap is written")
         pcap_path = None
     try:
         result = kernel_mp_capable_handshake(port, pcap_path=pcap_path, on_packet=show)
-    except (HandshakeError, OSError) as error:
+    except HandshakeError as error:
         console.print(f"[bold red]handshake failed:[/] {error}")
+        return 1
+    except Exception as error:  # a lab or codec problem: still one clear line, status 1
+        console.print(f"[bold red]handshake failed:[/] {type(error).__name__}: {error}")
         return 1
     console.print(f"our key {result.our_key:#018x} (token {token_from_key(result.our_key):#010x}), "
                   f"kernel key {result.kernel_key:#018x} "

@@ -62,9 +62,25 @@ def check_lab_network(
     return network
 
 
+class LabCommandError(subprocess.CalledProcessError):
+    """A lab command failed; unlike its base class, the message includes its stderr."""
+
+    def __str__(self) -> str:
+        error_output = (self.stderr or "").strip() or "no error output"
+        return f"{super().__str__().rstrip('.')}: {error_output}"
+
+
+def _run(argv: list[str], timeout: float, check: bool,
+         input: str | None = None) -> subprocess.CompletedProcess[str]:
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                               input=input)
+    if check and completed.returncode != 0:
+        raise LabCommandError(completed.returncode, argv, completed.stdout, completed.stderr)
+    return completed
+
+
 def _ip(*argv: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *argv], capture_output=True, text=True, timeout=timeout,
-                          check=True)
+    return _run(["ip", *argv], timeout, check=True)
 
 
 def list_namespaces() -> list[str]:
@@ -158,9 +174,9 @@ class NetworkNamespace:
 
     def run(self, *argv: str, check: bool = True, timeout: float = COMMAND_TIMEOUT,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run a command inside the namespace and wait (bounded by `timeout`) for it."""
-        return subprocess.run(self.command(*argv), capture_output=True, text=True,
-                              timeout=timeout, check=check, input=input)
+        """Run a command inside the namespace and wait (bounded by `timeout`) for it.
+        With `check`, a non-zero exit raises `LabCommandError` carrying its stderr."""
+        return _run(self.command(*argv), timeout, check, input)
 
     def popen(self, *argv: str, **kwargs: object) -> subprocess.Popen[bytes]:
         """Start a background command inside the namespace; it is stopped on removal."""
@@ -265,5 +281,4 @@ class NetworkNamespace:
 def run_in(namespace: str, argv: Sequence[str], timeout: float = COMMAND_TIMEOUT,
            check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `argv` inside the named namespace (for callers holding only a name)."""
-    return subprocess.run(["ip", "netns", "exec", namespace, *argv], capture_output=True,
-                          text=True, timeout=timeout, check=check)
+    return _run(["ip", "netns", "exec", namespace, *argv], timeout, check)
