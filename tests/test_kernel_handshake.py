@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import io
 import secrets
+import shutil
 import socket
+import subprocess
+import time
 
 import pytest
 from rich.console import Console
@@ -17,6 +20,7 @@ from impl.crypto import (
     join_syn_ack_hmac,
     token_from_key,
 )
+from impl.io.pcap import read_pcap
 from impl.lab.handshake import (
     EstablishedConnection,
     HandshakeError,
@@ -280,3 +284,33 @@ def test_kernel_rejects_a_wrong_join_hmac() -> None:
             _join_subflow(connection, hmac_a=bytes(20))))
     assert joined[0]["reset"]
     assert result.counter_deltas.get("MPTcpExtMPJoinAckHMacFailure") == 1
+
+
+# -- the capture (impl.io.pcap) and an independent dissector (tshark) --------------------
+
+def test_handshake_pcap_holds_every_packet_exchanged(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "handshake.pcap"
+    started = time.time()
+    result = kernel_mp_capable_handshake(8080, pcap_path=path, timeout=2.0)
+    records = read_pcap(path)
+    assert [data for _, data in records] == [exchanged.data for exchanged in result.packets]
+    stamps = [stamp for stamp, _ in records]
+    assert stamps == sorted(stamps) and started - 1 < stamps[0] < time.time() + 1
+
+
+@pytest.mark.tshark
+def test_tshark_reads_our_mp_capable_with_data_and_the_kernel_key(tmp_path) -> None:  # noqa: ANN001
+    if shutil.which("tshark") is None:
+        pytest.fail("tshark is missing: scripts/setup.sh installs it", pytrace=False)
+    path = tmp_path / "handshake.pcap"
+    result = kernel_mp_capable_handshake(8080, pcap_path=path, timeout=2.0)
+    fields = ["tcp.flags.str", "tcp.options.mptcp.sendkey", "tcp.options.mptcp.recvkey",
+              "tcp.options.mptcp.datalvllen"]
+    output = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-E", "separator=|",
+         *[argument for name in fields for argument in ("-e", name)]],
+        capture_output=True, text=True, timeout=30, check=True).stdout.splitlines()
+    syn_ack, third_ack = output[1].split("|"), output[2].split("|")
+    assert int(syn_ack[1]) == result.kernel_key
+    assert (int(third_ack[1]), int(third_ack[2]), int(third_ack[3])) == (
+        result.our_key, result.kernel_key, 1)
