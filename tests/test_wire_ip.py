@@ -214,7 +214,7 @@ def test_random_packets_only_ever_raise_wire_error(data):
         pass
 
 
-@settings(max_examples=300)
+@settings(max_examples=200)
 @given(ws.packets(max_payload=16), st.data())
 def test_mutated_packets_only_ever_raise_wire_error(packet, data):
     wire = bytearray(packet.emit())
