@@ -74,12 +74,16 @@ def build_packet(
     IPv4 (DF set) or IPv6 by the address type, both checksums computed."""
     source = to_address("packet.src", src)
     destination = to_address("packet.dst", dst)
-    if source.version != destination.version:
-        raise WireError("packet.dst", -1, "src and dst must be the same IP version")
     ip: IPv4Header | IPv6Header
-    if source.version == 4:
+    if isinstance(source, ipaddress.IPv4Address) and isinstance(
+        destination, ipaddress.IPv4Address
+    ):
         ip = IPv4Header(src=source, dst=destination, protocol=TCP_PROTOCOL, ttl=ttl)
-    else:
+    elif isinstance(source, ipaddress.IPv6Address) and isinstance(
+        destination, ipaddress.IPv6Address
+    ):
         ip = IPv6Header(src=source, dst=destination, next_header=TCP_PROTOCOL, hop_limit=ttl)
+    else:
+        raise WireError("packet.dst", -1, "src and dst must be the same IP version")
     segment = tcp.emit(payload, source, destination)
     return ip.emit(len(segment)) + segment

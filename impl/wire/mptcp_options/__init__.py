@@ -14,6 +14,8 @@ Where each option lives:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..errors import BytesLike, WireError, byte_view
 from ._common import TCPOPT_MPTCP, MptcpSubtype
 from .dss import DataSequenceMapping, Dss
@@ -68,7 +70,7 @@ MptcpOption = (
 #: The classes that are MPTCP options, for isinstance checks.
 MPTCP_OPTION_TYPES = MptcpOption.__args__
 
-_PARSERS = {
+_PARSERS: dict[int, Callable[[memoryview, int], MptcpOption]] = {
     MptcpSubtype.MP_CAPABLE: MpCapable._parse,
     MptcpSubtype.MP_JOIN: parse_mp_join,
     MptcpSubtype.DSS: Dss._parse,
