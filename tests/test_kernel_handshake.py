@@ -314,3 +314,13 @@ def test_tshark_reads_our_mp_capable_with_data_and_the_kernel_key(tmp_path) -> N
     assert int(syn_ack[1]) == result.kernel_key
     assert (int(third_ack[1]), int(third_ack[2]), int(third_ack[3])) == (
         result.our_key, result.kernel_key, 1)
+
+
+def test_handshake_demo_without_root_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    import impl.lab.handshake as handshake
+
+    monkeypatch.setattr(handshake.os, "geteuid", lambda: 1000)
+    output = io.StringIO()
+    status = run_handshake_demo(port=8080, pcap_path=None,
+                                console=Console(file=output, width=300, color_system=None))
+    assert status == 1 and "needs root" in output.getvalue()
