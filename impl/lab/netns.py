@@ -54,7 +54,14 @@ def check_lab_network(
             value, ipaddress.IPv4Network | ipaddress.IPv6Network) else value
     except ValueError as error:
         raise LabAddressError(f"not an IP address or prefix: {value!r}") from error
-    if not any(network.version == lab.version and network.subnet_of(lab) for lab in LAB_NETWORKS):
+    # Compare as integers (version checked first) so mixed v4/v6 never reaches subnet_of.
+    inside = any(
+        network.version == lab.version
+        and int(lab.network_address) <= int(network.network_address)
+        and int(network.broadcast_address) <= int(lab.broadcast_address)
+        for lab in LAB_NETWORKS
+    )
+    if not inside:
         raise LabAddressError(
             f"{value} is outside the lab ranges 198.18.0.0/15 and fd00::/8; labs never use "
             "other addresses (DESIGN.md, Environment facts)"
