@@ -2,7 +2,9 @@
 
 The core calls a logger, a plain callable taking one dict. Every event has at least
 `{"type": str, "t": float}` (virtual or real seconds) and, from a TCP connection, `conn`
-(its name). TCP event types (emitted by `impl.tcp`):
+(its name). Sequence numbers in TCP events are relative to the sender's ISN, as
+Wireshark shows them (the SYN is 0, the first payload byte 1). TCP event types (emitted
+by `impl.tcp`):
 
     tcp:state             old, new                        RFC 9293 state change
     tcp:rto               seq, backoff, rto, flight, ...  retransmission timer expired

@@ -246,7 +246,7 @@ class TcpConnection(OutputMixin):
         self._syn_due = True
         self._syn_retransmitted = True  # Karn: no RTT sample from this handshake
         self.sender.rto_deadline = now + self.rtt.rto
-        self._log("tcp:rto", now, seq=self.iss, backoff=self.rtt.backoff, rto=self.rtt.rto,
+        self._log("tcp:rto", now, seq=0, backoff=self.rtt.backoff, rto=self.rtt.rto,
                   handshake=True)
 
     # -- input (RFC 9293 3.10.7) -----------------------------------------------------------

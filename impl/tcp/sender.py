@@ -215,7 +215,7 @@ class Sender:
             self.dupacks = 0
             if kind == "fast" and cc is not None:
                 cc.on_recovery_exit(now)
-            self._log("tcp:recovery_exit", now, kind=kind, snd_una=ack)
+            self._log("tcp:recovery_exit", now, kind=kind, snd_una=ack - self.iss)
         elif self.recovery is not None and not self.sack_enabled:
             # NewReno partial ACK (RFC 6582 3.2 step 3): the next segment is lost too.
             self.dupacks = max(0, self.dupacks - acked // self.smss)
@@ -247,7 +247,7 @@ class Sender:
         self._force_retransmit = True
         self.fast_retrans += 1
         self._log(
-            "tcp:fast_retransmit", now, seq=self.snd_una, dupacks=self.dupacks,
+            "tcp:fast_retransmit", now, seq=self.snd_una - self.iss, dupacks=self.dupacks,
             cwnd=self.cc.cwnd, ssthresh=self.cc.ssthresh,
             sacked=self.scoreboard.sacked_bytes,
         )
@@ -283,7 +283,7 @@ class Sender:
         self._force_retransmit = True
         self.rto_deadline = now + self.rtt.rto
         self._log(
-            "tcp:rto", now, seq=self.snd_una, backoff=self.rtt.backoff, rto=self.rtt.rto,
+            "tcp:rto", now, seq=self.snd_una - self.iss, backoff=self.rtt.backoff, rto=self.rtt.rto,
             flight=self.flight_size, timeouts=self.consecutive_timeouts,
         )
         return True
@@ -295,9 +295,8 @@ class Sender:
         self.probes += 1
         interval = min(self.rtt.base_rto * (2**self.persist_backoff), self.config.max_rto)
         self.persist_deadline = now + interval
-        self._log(
-            "tcp:zero_window_probe", now, seq=self.snd_una - 1, backoff=self.persist_backoff
-        )
+        self._log("tcp:zero_window_probe", now, seq=self.snd_una - 1 - self.iss,
+                  backoff=self.persist_backoff)
 
     # -- transmission ----------------------------------------------------------------
 
