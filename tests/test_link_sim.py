@@ -3,12 +3,16 @@ and the simulator's clock: deterministic from seeds, events in time order."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
-from impl.io.eventlog import JsonLinesLog, MemoryLog, tee
+from impl.io.eventlog import JsonLinesLog, MemoryLog, SpecTraceLog, spec_events, tee
 from impl.io.link import Link, LinkConfig
+from impl.tcp.config import TcpConfig
+from spec.events import ConnectTimedOut, RtoExpired, TimeWaitExpired
+from spec.trace import parse_trace
 
 from .test_tcp_transfer import payload, run_transfer
 
@@ -109,3 +113,23 @@ def test_event_log_writers(tmp_path):
     decoded = [json.loads(line) for line in lines]
     assert all({"type", "t", "conn"} <= set(event) for event in decoded)
     assert memory.of_type("tcp:state")[0]["new"] == "SYN-SENT"
+
+
+def test_tcp_timers_map_onto_spec_trace_events():
+
+    stream = io.StringIO()
+    trace = SpecTraceLog(stream, subflow=2)
+
+    def lossy_start(datagram, now):
+        return now < 0.5 and datagram.segment.header.flags == 0x02  # drop the first SYN
+
+    result = run_transfer(payload(10_000), forward=LinkConfig(delay=0.002),
+                          filters=[lossy_start], client_config=TcpConfig(time_wait=1))
+    client_name = result.client_connection.name
+    for event in result.log.events:
+        if event["conn"] == client_name:
+            trace(event)
+    assert parse_trace(stream.getvalue()) == [RtoExpired(2), TimeWaitExpired(2)]
+    timeout = {"type": "tcp:state", "t": 1.0, "old": "SYN-SENT", "new": "CLOSED",
+               "reason": "timeout", "cause": "timer"}
+    assert spec_events(timeout, 1) == [ConnectTimedOut(1)]

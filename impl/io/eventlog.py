@@ -15,8 +15,14 @@ by `impl.tcp`):
     tcp:challenge_ack     reason                           RFC 5961 challenge ACK
     tcp:paws_reject       seq                              RFC 7323 PAWS drop
 
-This is a minimal, TCP-only format: the spec's trace vocabulary (`spec/trace.py`) did
-not exist when it was written; when it lands, writers here should emit its events.
+    (a "tcp:state" event into CLOSED also has `reason` and `cause`: "timer", "rst",
+    "ack" or "user")
+
+These diagnostics are richer than the spec's trace vocabulary (`spec.events`, written as
+`spec.trace` version 1). `spec_events` maps the ones that are spec events, the subflow
+timers (RtoExpired, ConnectTimedOut, TimeWaitExpired), onto a subflow slot, and
+`SpecTraceLog` writes them as a spec trace; segments and application calls are the MPTCP
+layer's to log, since only it knows DSNs and option summaries.
 
 `MemoryLog` keeps events in a list (tests assert on it); `JsonLinesLog` writes one JSON
 object per line; `tee` sends every event to several loggers.
@@ -28,7 +34,10 @@ import json
 from collections.abc import Callable
 from typing import IO
 
-__all__ = ["JsonLinesLog", "MemoryLog", "tee"]
+from spec.events import ConnectTimedOut, Event, RtoExpired, TimeWaitExpired
+from spec.trace import FORMAT, VERSION, event_to_json
+
+__all__ = ["JsonLinesLog", "MemoryLog", "SpecTraceLog", "spec_events", "tee"]
 
 Logger = Callable[[dict], None]
 
@@ -81,3 +90,32 @@ def tee(*loggers: Logger) -> Logger:
             logger(event)
 
     return log
+
+
+def spec_events(event: dict, subflow: int = 0) -> list[Event]:
+    """The `spec.events` a TCP log event stands for on subflow slot `subflow` (often
+    none: most TCP diagnostics are below the spec's level of detail)."""
+    kind = event.get("type")
+    if kind == "tcp:rto":
+        return [RtoExpired(subflow)]
+    if kind == "tcp:state" and event.get("new") == "CLOSED" and event.get("cause") == "timer":
+        if event.get("old") == "TIME-WAIT":
+            return [TimeWaitExpired(subflow)]
+        if event.get("old") in ("SYN-SENT", "SYN-RECEIVED"):
+            return [ConnectTimedOut(subflow)]
+    return []
+
+
+class SpecTraceLog:
+    """A logger writing a `spec.trace` version-1 file from one subflow's TCP log."""
+
+    def __init__(self, stream: IO[str], subflow: int = 0, **header: object) -> None:
+        self._stream = stream
+        self.subflow = subflow
+        header = {"format": FORMAT, "version": VERSION, "source": "impl.tcp", **header}
+        stream.write(json.dumps(header, sort_keys=True) + "\n")
+
+    def __call__(self, event: dict) -> None:
+        for spec_event in spec_events(event, self.subflow):
+            line = {**event_to_json(spec_event), "t": event["t"]}
+            self._stream.write(json.dumps(line, sort_keys=True) + "\n")

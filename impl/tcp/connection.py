@@ -186,7 +186,7 @@ class TcpConnection(OutputMixin):
             self._output.append(self._control(
                 self.sender.snd_nxt, TcpFlags.RST | TcpFlags.ACK, self.receiver.rcv_nxt))
         if self.state is not S.CLOSED:
-            self._enter_closed(self._now, "aborted")
+            self._enter_closed(self._now, "aborted", "user")
 
     def consume(self, nbytes: int) -> None:
         """The user took `nbytes` of received data (with `manual_consume`): reopen the
@@ -220,13 +220,13 @@ class TcpConnection(OutputMixin):
         self._now = now
         sender = self.sender
         if self.time_wait_deadline is not None and now >= self.time_wait_deadline:
-            self._enter_closed(now, "closed")  # 2*MSL passed (RFC 9293 3.10.8)
+            self._enter_closed(now, "closed", "timer")  # 2*MSL passed (RFC 9293 3.10.8)
             return
         if sender.rto_deadline is not None and now >= sender.rto_deadline:
             if self.state in (S.SYN_SENT, S.SYN_RECEIVED):
                 self._handshake_timeout(now)
             elif not sender.on_rto(now):
-                self._enter_closed(now, "timeout")
+                self._enter_closed(now, "timeout", "timer")
             if self.state is S.CLOSED:
                 return
         if sender.persist_deadline is not None and now >= sender.persist_deadline:
@@ -240,7 +240,7 @@ class TcpConnection(OutputMixin):
     def _handshake_timeout(self, now: float) -> None:
         self._handshake_retries += 1
         if self._handshake_retries > self.config.syn_retries:
-            self._enter_closed(now, "timeout")
+            self._enter_closed(now, "timeout", "timer")
             return
         self.rtt.back_off()
         self._syn_due = True
@@ -304,10 +304,10 @@ class TcpConnection(OutputMixin):
             if seq == receiver.rcv_nxt and state is S.TIME_WAIT:
                 # Both FINs were exchanged: the RST only cuts TIME-WAIT short (RFC 9293
                 # 3.10.7.4; Linux with tcp_rfc1337=0). The connection did close cleanly.
-                self._enter_closed(now, "closed")
+                self._enter_closed(now, "closed", "rst")
             elif seq == receiver.rcv_nxt:
                 self._events.append(Reset())
-                self._enter_closed(now, "reset")
+                self._enter_closed(now, "reset", "rst")
             else:
                 receiver.ack_now = True  # challenge ACK
                 self._log("tcp:challenge_ack", now, reason="rst")
@@ -371,7 +371,7 @@ class TcpConnection(OutputMixin):
             elif self.state is S.CLOSING:
                 self._enter_time_wait(now)
             elif self.state is S.LAST_ACK:
-                self._enter_closed(now, "closed")
+                self._enter_closed(now, "closed", "ack")
                 return
         # Seventh and eighth checks: segment text and FIN.
         if self.state in RECEIVING_STATES and (payload or flags & TcpFlags.FIN):
@@ -396,7 +396,7 @@ class TcpConnection(OutputMixin):
         if flags & TcpFlags.RST:
             if ack is not None:  # RFC 5961 3.2: only an RST that acknowledges our SYN
                 self._events.append(Reset())
-                self._enter_closed(now, "refused")
+                self._enter_closed(now, "refused", "rst")
             return
         if not flags & TcpFlags.SYN:
             return
@@ -441,9 +441,9 @@ class TcpConnection(OutputMixin):
 
     # -- state changes -----------------------------------------------------------------
 
-    def _set_state(self, state: TcpState, now: float) -> None:
+    def _set_state(self, state: TcpState, now: float, **why) -> None:
         if state is not self.state:
-            self._log("tcp:state", now, old=str(self.state), new=str(state))
+            self._log("tcp:state", now, old=str(self.state), new=str(state), **why)
             self.state = state
 
     def _queue_fin(self, now: float) -> None:
@@ -460,8 +460,10 @@ class TcpConnection(OutputMixin):
         self.sender.persist_deadline = None
         self.time_wait_deadline = now + self.config.time_wait
 
-    def _enter_closed(self, now: float, reason: str) -> None:
-        self._set_state(S.CLOSED, now)
+    def _enter_closed(self, now: float, reason: str, cause: str | None = None) -> None:
+        """`cause` says what ended the state for the log: "timer" (TIME-WAIT's 2*MSL or
+        the retransmission limit), "rst", "ack" (our FIN acknowledged), "user"."""
+        self._set_state(S.CLOSED, now, reason=reason, cause=cause)
         self.close_reason = reason
         self.sender.rto_deadline = None
         self.sender.persist_deadline = None
