@@ -44,6 +44,7 @@ from .state import RECEIVING_STATES, RST_ON_ABORT_STATES, TcpState
 __all__ = ["TcpConnection", "TcpState"]
 
 S = TcpState
+_FIN, _SYN, _RST, _ACK = int(TcpFlags.FIN), int(TcpFlags.SYN), int(TcpFlags.RST), int(TcpFlags.ACK)
 Logger = Callable[[dict], None]
 
 
@@ -263,7 +264,7 @@ class TcpConnection(OutputMixin):
             self._receive_in_syn_sent(segment, now)
             return
         header = segment.header
-        flags = header.flags
+        flags = int(header.flags)  # plain int: IntFlag arithmetic is slow per segment
         receiver = self.receiver
         sender = self.sender
         seq = unwrap(header.seq, receiver.rcv_nxt)
@@ -273,7 +274,7 @@ class TcpConnection(OutputMixin):
         # PAWS (RFC 7323 5.3): an older timestamp than TS.Recent marks an old duplicate.
         if (
             timestamps is not None
-            and not flags & TcpFlags.RST
+            and not flags & _RST
             and seq_lt(timestamps.value, self.ts_recent)
         ):
             receiver.ack_now = True
@@ -283,13 +284,13 @@ class TcpConnection(OutputMixin):
         if not receiver.acceptable(seq, segment.sequence_length):
             if (
                 state is S.SYN_RECEIVED
-                and flags & (TcpFlags.SYN | TcpFlags.ACK) == TcpFlags.SYN
+                and flags & (_SYN | _ACK) == _SYN
                 and seq == receiver.irs
             ):
                 self._syn_due = True  # the peer retransmitted its SYN: SYN/ACK again
-            elif not flags & TcpFlags.RST:
+            elif not flags & _RST:
                 receiver.ack_now = True
-                if state is S.TIME_WAIT and flags & TcpFlags.FIN:
+                if state is S.TIME_WAIT and flags & _FIN:
                     self.time_wait_deadline = now + self.config.time_wait
             return
         # RFC 7323 4.3: remember the timestamp to echo.
@@ -300,7 +301,7 @@ class TcpConnection(OutputMixin):
         ):
             self.ts_recent = timestamps.value
         # Second check: RST (RFC 5961 3.2): exact match resets, in-window challenges.
-        if flags & TcpFlags.RST:
+        if flags & _RST:
             if seq == receiver.rcv_nxt and state is S.TIME_WAIT:
                 # Both FINs were exchanged: the RST only cuts TIME-WAIT short (RFC 9293
                 # 3.10.7.4; Linux with tcp_rfc1337=0). The connection did close cleanly.
@@ -313,12 +314,12 @@ class TcpConnection(OutputMixin):
                 self._log("tcp:challenge_ack", now, reason="rst")
             return
         # Fourth check: a SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
-        if flags & TcpFlags.SYN:
+        if flags & _SYN:
             receiver.ack_now = True
             self._log("tcp:challenge_ack", now, reason="syn")
             return
         # Fifth check: the ACK field. No ACK bit: drop.
-        if not flags & TcpFlags.ACK:
+        if not flags & _ACK:
             return
         self.hook.on_segment_received(header, segment.payload, seq - receiver.irs)
         if self.state is S.CLOSED:  # the hook aborted us
@@ -361,7 +362,7 @@ class TcpConnection(OutputMixin):
         payload = segment.payload
         sender.process_ack(
             now, ack, seq, header.window << self.negotiated.snd_shift, sack_blocks,
-            not payload and not flags & (TcpFlags.SYN | TcpFlags.FIN), ts_rtt,
+            not payload and not flags & (_SYN | _FIN), ts_rtt,
         )
         if state is S.SYN_RECEIVED:
             self._become_established(now)
@@ -374,8 +375,8 @@ class TcpConnection(OutputMixin):
                 self._enter_closed(now, "closed", "ack")
                 return
         # Seventh and eighth checks: segment text and FIN.
-        if self.state in RECEIVING_STATES and (payload or flags & TcpFlags.FIN):
-            for data, relative_seq in receiver.receive(seq, payload, bool(flags & TcpFlags.FIN)):
+        if self.state in RECEIVING_STATES and (payload or flags & _FIN):
+            for data, relative_seq in receiver.receive(seq, payload, bool(flags & _FIN)):
                 self._events.append(DataReceived(data, relative_seq))
             if receiver.fin_received and not self._peer_closed_reported:
                 self._on_peer_fin(now)

@@ -29,6 +29,7 @@ __all__ = ["OutputMixin"]
 
 _NOP = NoOperation()
 S = TcpState
+_FIN, _PSH, _ACK = int(TcpFlags.FIN), int(TcpFlags.PSH), int(TcpFlags.ACK)
 
 
 class OutputMixin:
@@ -65,7 +66,7 @@ class OutputMixin:
         self,
         now: float,
         seq: int,
-        flags: TcpFlags,
+        flags: int,
         payload: bytes | memoryview,
         sack_blocks: int,
     ) -> Segment:
@@ -91,7 +92,7 @@ class OutputMixin:
                 options += sack_option(blocks[:count], aligned)
         window = receiver.advertise()
         header = TcpHeader(self.local_port, self.remote_port, to_wire(seq),
-                           to_wire(receiver.rcv_nxt), flags | TcpFlags.ACK, window,
+                           to_wire(receiver.rcv_nxt), flags | _ACK, window,
                            options=tuple(options))
         receiver.ack_sent()
         return Segment(header, payload)
@@ -124,11 +125,11 @@ class OutputMixin:
             max_payload = self.negotiated.send_mss - padded_length(options_bytes)
             buffer_end = sender.buffer.end
             for item in sender.plan(now, max_payload):
-                flags = TcpFlags.ACK
+                flags = _ACK  # ints, not TcpFlags: IntFlag arithmetic is slow per segment
                 if item.fin:
-                    flags |= TcpFlags.FIN
+                    flags |= _FIN
                 if item.length and item.seq + item.length == buffer_end:
-                    flags |= TcpFlags.PSH  # the last queued byte: push (RFC 9293 3.9.1.2)
+                    flags |= _PSH  # the last queued byte: push (RFC 9293 3.9.1.2)
                 payload = sender.buffer.read(item.seq, item.length)
                 out.append(self._segment(now, item.seq, flags, payload, blocks))
                 if item.retransmission:

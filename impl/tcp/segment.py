@@ -44,12 +44,8 @@ class Segment:
     @property
     def sequence_length(self) -> int:
         """SEG.LEN of RFC 9293 3.4: payload bytes plus one for SYN and one for FIN."""
-        flags = self.header.flags
-        return (
-            len(self.payload)
-            + (1 if flags & TcpFlags.SYN else 0)
-            + (1 if flags & TcpFlags.FIN else 0)
-        )
+        flags = int(self.header.flags)
+        return len(self.payload) + (flags >> 1 & 1) + (flags & 1)  # SYN is 0x02, FIN 0x01
 
     def __repr__(self) -> str:  # short form for test failures and logs
         h = self.header
