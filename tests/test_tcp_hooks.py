@@ -5,6 +5,8 @@ numbers, the establishment and the close; and it can abort the subflow."""
 
 from __future__ import annotations
 
+import pytest
+
 from impl.io.link import LinkConfig
 from impl.io.sim import tcp_pair
 from impl.tcp.config import TcpConfig
@@ -129,3 +131,23 @@ def test_hook_can_abort_the_subflow():
     assert network.run(lambda: client.is_closed, 5)
     assert hook.connection.close_reason == "aborted"
     assert client.close_reason == "reset"
+
+
+class GreedyHook(NullHook):
+    """Declares no option space for data but returns a 20-byte option anyway."""
+
+    def options_for_segment(self, kind, relative_seq, length, space):
+        if kind is SegmentKind.DATA:
+            return (MpCapable(sender_key=1, receiver_key=2),)  # 20 bytes
+        return ()
+
+
+def test_hook_exceeding_its_declared_space_is_an_error():
+    network, client_host, server_host = tcp_pair(LinkConfig(delay=0.001), seed=3)
+    server_host.listen(PORT, TcpConfig())
+    client = client_host.connect(server_host.address, PORT, 0.0, TcpConfig(),
+                                 hook=GreedyHook())
+    network.run(lambda: bool(server_host.accepted), 1)
+    client.send(b"x" * 5000)
+    with pytest.raises(ValueError, match="hook options take 20 bytes; 0 allowed"):
+        client.segments_to_send(network.now)

@@ -69,19 +69,27 @@ class OutputMixin:
         flags: int,
         payload: bytes | memoryview,
         sack_blocks: int,
+        hook_space: int | None = None,
     ) -> Segment:
-        """An ACK-bearing segment with our timestamps, hook options and SACK blocks."""
+        """An ACK-bearing segment with our timestamps, hook options and up to
+        `sack_blocks` SACK blocks. `hook_space` caps the hook's options on a data segment
+        (the payload was sized for it); otherwise the hook may use all that is left."""
         receiver = self.receiver
         options: list = []
         if self.negotiated.timestamps:
             options += [_NOP, _NOP, Timestamps(self._tsval(now), self.ts_recent)]
+        used = options_length(options)
         kind = SegmentKind.DATA if payload else SegmentKind.ACK
-        used = len(options)
-        hooked = self.hook.options_for_segment(
-            kind, seq - self.iss, len(payload), MAX_OPTIONS_LENGTH - used)
+        space = MAX_OPTIONS_LENGTH - used
+        if hook_space is not None:
+            space = min(space, hook_space)
+        hooked = self.hook.options_for_segment(kind, seq - self.iss, len(payload), space)
         if hooked:
+            hooked_length = options_length(hooked)
+            if hooked_length > space:  # a hook bug: it would overflow the MSS or 40 bytes
+                raise ValueError(f"hook options take {hooked_length} bytes; {space} allowed")
             options += hooked
-            used = options_length(options)
+            used += hooked_length
         if sack_blocks and receiver.queue:
             blocks = [(to_wire(start), to_wire(end))
                       for start, end in receiver.sack_blocks(sack_blocks)]
@@ -131,20 +139,21 @@ class OutputMixin:
                 if item.length and item.seq + item.length == buffer_end:
                     flags |= _PSH  # the last queued byte: push (RFC 9293 3.9.1.2)
                 payload = sender.buffer.read(item.seq, item.length)
-                out.append(self._segment(now, item.seq, flags, payload, blocks))
+                out.append(self._segment(now, item.seq, flags, payload, blocks,
+                                         hook_space if item.length else None))
                 if item.retransmission:
                     self._log("tcp:retransmit", now, seq=item.seq - self.iss,
                               length=item.length, fin=item.fin, recovery=sender.recovery)
         if sender.probe_due:
             sender.probe_due = False
             if receiver is not None and state in SENDING_STATES:
-                out.append(self._segment(now, sender.snd_una - 1, TcpFlags.ACK, b"", 0))
+                out.append(self._segment(now, sender.snd_una - 1, _ACK, b"", 0))
         if receiver is not None and receiver.ack_now and state is not S.SYN_SENT:
             # <SEQ=SND.NXT> unless that lies past the peer's window (Linux's
             # tcp_acceptable_seq), then the window's right edge.
             seq = min(sender.snd_nxt, sender.snd_una + sender.snd_wnd)
             if self.negotiated is not None:
-                out.append(self._segment(now, max(seq, sender.snd_una), TcpFlags.ACK, b"",
+                out.append(self._segment(now, max(seq, sender.snd_una), _ACK, b"",
                                          self._sack_budget(self.hook.option_space(
                                              SegmentKind.ACK))))
         return out
