@@ -147,7 +147,7 @@ def test_hook_exceeding_its_declared_space_is_an_error():
     server_host.listen(PORT, TcpConfig())
     client = client_host.connect(server_host.address, PORT, 0.0, TcpConfig(),
                                  hook=GreedyHook())
-    network.run(lambda: bool(server_host.accepted), 1)
+    network.run(lambda: client.negotiated is not None and client.sender.cc is not None, 1)
     client.send(b"x" * 5000)
     with pytest.raises(ValueError, match="hook options take 20 bytes; 0 allowed"):
         client.segments_to_send(network.now)
