@@ -271,6 +271,16 @@ class NetworkNamespace:
                 spec["oif"] = self._index(ipr, ifname)
             ipr.route("add", **spec)
 
+    def add_source_rule(self, source: str, table: int, priority: int = 1000) -> None:
+        """Policy routing: packets from the lab address `source` look up `table`
+        (`ip rule add from SOURCE table TABLE`), so each path's traffic leaves by its
+        own interface, as the kernel's MPTCP selftests set it up."""
+        check_lab_network(source)
+        address = ipaddress.ip_address(source)
+        with self.iproute() as ipr:
+            ipr.rule("add", family=10 if address.version == 6 else 2, src=str(address),
+                     src_len=address.max_prefixlen, table=table, priority=priority)
+
     def add_veth(self, ifname: str, peer: NetworkNamespace, peer_ifname: str) -> None:
         """A veth pair: `ifname` here, `peer_ifname` in namespace `peer`; both left down."""
         peer_fd = os.open(netns_path(peer.name), os.O_RDONLY | os.O_CLOEXEC)
