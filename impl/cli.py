@@ -86,9 +86,54 @@ def lab_handshake(
 
 
 @lab_app.command("run")
-def lab_run() -> None:
-    """Run one transfer in a fresh lab and print JSON."""
-    _not_built("lab run", "issue: userspace TCP subflows and the namespace lab")
+def lab_run(
+    peer: str = typer.Option("kernel", "--peer", help="The other end: kernel or ref."),
+    paths: int = typer.Option(1, "--paths", min=1, max=8, help="Number of paths."),
+    size: int = typer.Option(..., "--size", min=0, help="Bytes to transfer."),
+    direction: str = typer.Option(..., "--direction", help="up: our endpoint sends; down."),
+    proto: str = typer.Option("tcp", "--proto", help="tcp or mptcp."),
+    delay: str | None = typer.Option(None, "--delay", help="One-way delay, ms[,ms..]."),
+    loss: str | None = typer.Option(None, "--loss", help="Loss per direction, %[,%..]."),
+    rate: str | None = typer.Option(None, "--rate", help="Rate per direction, Mbit/s[,..]."),
+    ipv6: bool = typer.Option(False, "--ipv6", help="fd00::/8 instead of 198.18.0.0/15."),
+    pcap: Path | None = typer.Option(None, "--pcap", help="Capture our TUN packets here."),
+    eventlog: Path | None = typer.Option(None, "--eventlog", help="JSON-lines event log."),
+    initiator: str = typer.Option("ref", "--initiator", help="Who connects: ref or peer."),
+    close: str = typer.Option("graceful", "--close",
+                              help="graceful, abort-ref or abort-peer."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the payload and the links."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds before giving up."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
+) -> None:
+    """Run one transfer in a fresh lab and print JSON (exit 0 ok, 1 failed)."""
+    import json
+
+    from impl.lab.run import LabRunSpec, NotBuiltYet, per_path, run_lab
+    from impl.lab.topology import PathSpec
+
+    if proto == "mptcp":
+        _not_built("lab run --proto mptcp", "issue: the MPTCP endpoint")
+    try:
+        delays = per_path(delay, paths, "delay", scale=1e-3)
+        losses = per_path(loss, paths, "loss", scale=1e-2)
+        rates = per_path(rate, paths, "rate", scale=1e6)
+        specs = [PathSpec(delay=d or 0.0, loss=p or 0.0, rate=r or None)
+                 for d, p, r in zip(delays, losses, rates, strict=True)]
+        spec = LabRunSpec(peer=peer, paths=specs, size=size, direction=direction,
+                          proto=proto, ipv6=ipv6, pcap=pcap, eventlog=eventlog, seed=seed,
+                          timeout=timeout, initiator=initiator, close=close)
+    except ValueError as error:
+        error_console.print(f"[bold red]mptcp-ref lab run:[/] {error}")
+        raise typer.Exit(2) from None
+    try:
+        report = run_lab(spec)
+    except NotBuiltYet as error:
+        _not_built("lab run", str(error))
+    text = json.dumps(report, indent=2, default=str)
+    if json_path is not None:
+        json_path.write_text(text + "\n")
+    print(text)
+    raise typer.Exit(0 if report["ok"] else 1)
 
 
 @app.command()

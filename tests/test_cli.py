@@ -10,7 +10,7 @@ PLANNED = ["check", "diagrams", "serve", "connect", "lab", "bench", "replay", "m
 NOT_BUILT = [
     ["serve"],
     ["connect"],
-    ["lab", "run"],
+    ["lab", "run", "--proto", "mptcp", "--size", "1024", "--direction", "up"],
     ["bench"],
     ["replay"],
     ["monitor", "capture.pcap"],
