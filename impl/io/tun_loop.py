@@ -45,6 +45,7 @@ import selectors
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from impl.io.link import Link
 from impl.io.pcap import PcapFile
@@ -149,6 +150,7 @@ class TunDriver:
         # pcap wants wall-clock time; the loop runs on the monotonic clock.
         self._wall_offset = time.time() - time.monotonic()
         self._writes_since_read = 0
+        self._delivered_during_flush = False
         self.rounds = 0
 
     # -- set-up ----------------------------------------------------------------------------
@@ -173,6 +175,12 @@ class TunDriver:
         self.ports.append(port)
         return port
 
+    def watch(self, fileobj: Any, on_readable: Callable[[], bool]) -> None:
+        """Also wake for `fileobj` (e.g. a child's stdout pipe) and call `on_readable()`
+        when it is readable; it returns False to stop watching (at end of file, or a
+        pipe would keep the loop spinning)."""
+        self._selector.register(fileobj, selectors.EVENT_READ, on_readable)
+
     def close(self) -> None:
         """Stop watching the TUN fds (they belong to the lab, which closes them)."""
         self._selector.close()
@@ -191,10 +199,14 @@ class TunDriver:
             self._deliver_due(now)
             self._fire_timers(now)
             done = until() if until is not None else False
+            self._delivered_during_flush = False
             self._flush(now)
             if done:
                 return True
-            wake = deadline
+            # Reads interleaved with the flush's writes may have handed the endpoints
+            # ACKs that open the window: they must get a round before we sleep, or a
+            # sender with nothing in flight (no timer) would wait for input forever.
+            wake = now if self._delivered_during_flush else deadline
             pending = self._delay_line.next_time()
             if pending is not None and pending < wake:
                 wake = pending
@@ -205,7 +217,10 @@ class TunDriver:
             if now >= deadline:
                 return False
             for key, _events in select(max(0.0, wake - time.monotonic())):
-                self._read(key.data)
+                if isinstance(key.data, TunPort):
+                    self._read(key.data)
+                elif not key.data():
+                    self._selector.unregister(key.fileobj)
 
     def drain(self, timeout: float = 2.0) -> bool:
         """Keep running until nothing waits in the delay line (the last ACKs of a
@@ -261,6 +276,7 @@ class TunDriver:
             return
         endpoint.receive(Datagram(packet.src, packet.dst, Segment(packet.tcp, packet.payload)),
                          now)
+        self._delivered_during_flush = True
 
     # -- output: endpoint -> link -> TUN ---------------------------------------------------
 

@@ -215,6 +215,7 @@ def _run_with_kernel(spec: LabRunSpec, session: Session) -> dict[str, Any]:
                                                     else path.client),
             port=spec.port, listen=kernel_listens, size=spec.size, seed=spec.seed,
             abort_after=_abort_for(spec, "peer"), timeout=limit)
+        driver.watch(kernel.process.stdout, kernel.on_readable)  # wake on its result
         if kernel_listens:
             kernel.wait_listening()
             started = time.monotonic()

@@ -273,14 +273,21 @@ class KernelTraffic:
         self.process = namespace.popen(*argv, stdout=-1, stderr=-1, cwd=root)
         os.set_blocking(self.process.stdout.fileno(), False)
 
-    def _pump(self) -> None:
+    def on_readable(self) -> bool:
+        """For an event loop watching `self.process.stdout`: take what the child wrote;
+        False once the pipe is at end of file (stop watching it)."""
+        return self._pump()
+
+    def _pump(self) -> bool:
         stream = self.process.stdout
+        open_ = True
         while True:
             try:
                 chunk = os.read(stream.fileno(), 65536)
             except BlockingIOError:
                 break
             if not chunk:
+                open_ = False
                 break
             self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
@@ -291,6 +298,7 @@ class KernelTraffic:
             self._records.append(record)
             if record.get("event") == "result":
                 self.result = record
+        return open_
 
     def _wait_for(self, predicate: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
