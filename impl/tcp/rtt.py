@@ -65,7 +65,7 @@ class RttEstimator:
     @property
     def rto(self) -> float:
         """The timer to arm now: the base RTO doubled once per expiry (5.5), capped."""
-        return min(self.base_rto * (2**self.backoff), self.max_rto)
+        return min(self.base_rto * (2 ** min(self.backoff, 32)), self.max_rto)  # no overflow
 
     def back_off(self) -> None:
         self.backoff += 1

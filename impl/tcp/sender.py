@@ -293,8 +293,8 @@ class Sender:
         self.persist_backoff += 1
         self.probe_due = True
         self.probes += 1
-        interval = min(self.rtt.base_rto * (2**self.persist_backoff), self.config.max_rto)
-        self.persist_deadline = now + interval
+        interval = self.rtt.base_rto * (2 ** min(self.persist_backoff, 32))
+        self.persist_deadline = now + min(interval, self.config.max_rto)
         self._log("tcp:zero_window_probe", now, seq=self.snd_una - 1 - self.iss,
                   backoff=self.persist_backoff)
 
@@ -377,7 +377,7 @@ class Sender:
         if self.snd_nxt < send_end and self.snd_una == self.snd_nxt and not out:
             if self.persist_deadline is None:
                 interval = min(
-                    self.rtt.base_rto * (2**self.persist_backoff), self.config.max_rto
+                    self.rtt.base_rto * (2 ** min(self.persist_backoff, 32)), self.config.max_rto
                 )
                 self.persist_deadline = now + interval
         else:
