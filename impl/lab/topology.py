@@ -36,6 +36,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import struct
 import subprocess
 import sys
 from contextlib import ExitStack
@@ -245,7 +246,10 @@ class KernelPeerLab(_Lab):
             attributes["id"] = endpoint_id
         if ifname is not None:
             with self.namespace.iproute() as ipr:
-                attributes["if_idx"] = ipr.link_lookup(ifname=ifname)[0]
+                index = ipr.link_lookup(ifname=ifname)[0]
+            # pyroute2 0.9 declares MPTCP_PM_ADDR_ATTR_IF_IDX as raw bytes ('hex'); the
+            # kernel reads an s32 in host order, so hand it exactly those 4 bytes.
+            attributes["if_idx"] = struct.pack("=i", index)
         with self.namespace.entered():
             mptcp = MPTCP()
         try:
