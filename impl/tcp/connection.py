@@ -129,6 +129,7 @@ class TcpConnection(OutputMixin):
         connection.hook.on_segment_received(header, syn.payload, 0)
         connection.sender.snd_nxt = connection.iss + 1
         connection.sender.snd_wnd = header.window  # never scaled on a SYN (RFC 7323 2.2)
+        connection.sender.max_snd_wnd = header.window
         connection.sender.snd_wl1 = connection.receiver.irs
         connection._syn_due = True
         connection._syn_sent_at = now
@@ -407,7 +408,7 @@ class TcpConnection(OutputMixin):
             return
         if ack is None:
             # Simultaneous open (RFC 9293 3.5, figure 8): answer with SYN/ACK.
-            sender.snd_wnd = header.window
+            sender.snd_wnd = sender.max_snd_wnd = header.window
             sender.snd_wl1 = self.receiver.irs
             self._syn_due = True
             self._set_state(S.SYN_RECEIVED, now)
