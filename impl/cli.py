@@ -107,6 +107,7 @@ def lab_run(
 ) -> None:
     """Run one transfer in a fresh lab and print JSON (exit 0 ok, 1 failed)."""
     import json
+    import signal
 
     from impl.lab.run import LabRunSpec, NotBuiltYet, per_path, run_lab
     from impl.lab.topology import PathSpec
@@ -125,6 +126,10 @@ def lab_run(
     except ValueError as error:
         error_console.print(f"[bold red]mptcp-ref lab run:[/] {error}")
         raise typer.Exit(2) from None
+    def terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds the lab like Ctrl-C: nothing is left behind
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         report = run_lab(spec)
     except NotBuiltYet as error:

@@ -68,20 +68,20 @@ class DelayLine:
     """Items waiting for their arrival time (ties leave in the order they were put)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, object]] = []
+        self._heap: list[tuple[float, int, Any]] = []
         self._counter = 0
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def put(self, when: float, item: object) -> None:
+    def put(self, when: float, item: Any) -> None:
         self._counter += 1
         heapq.heappush(self._heap, (when, self._counter, item))
 
     def next_time(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 
-    def pop_due(self, now: float) -> list[object]:
+    def pop_due(self, now: float) -> list[Any]:
         heap = self._heap
         due = []
         while heap and heap[0][0] <= now:
@@ -324,7 +324,7 @@ class TunDriver:
     # -- time ------------------------------------------------------------------------------
 
     def _deliver_due(self, now: float) -> None:
-        for to_kernel, port, data in self._delay_line.pop_due(now):  # type: ignore[misc]
+        for to_kernel, port, data in self._delay_line.pop_due(now):
             if to_kernel:
                 self._to_tun(port, data, now)
             else:

@@ -80,7 +80,7 @@ class Forwarder:
         select = self._selector.select
         while True:
             now = time.monotonic()
-            for direction, data in delay_line.pop_due(now):  # type: ignore[misc]
+            for direction, data in delay_line.pop_due(now):
                 self._write(direction, data)
             pending = delay_line.next_time()
             wait = 1.0 if pending is None else max(0.0, pending - time.monotonic())

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ def per_path(text: str | None, paths: int, name: str, scale: float = 1.0) -> lis
     if text is None or text == "":
         return [None] * paths
     try:
-        values = [float(item) * scale for item in text.split(",")]
+        values: list[float | None] = [float(item) * scale for item in text.split(",")]
     except ValueError:
         raise ValueError(
             f"--{name}: expected numbers separated by commas, got {text!r}") from None
@@ -69,7 +70,7 @@ def per_path(text: str | None, paths: int, name: str, scale: float = 1.0) -> lis
         values = values * paths
     if len(values) != paths:
         raise ValueError(f"--{name}: {len(values)} values for {paths} paths")
-    if any(value < 0 for value in values):
+    if any(value is not None and value < 0 for value in values):
         raise ValueError(f"--{name}: values must not be negative")
     return values
 
@@ -225,6 +226,11 @@ def _run_with_kernel(spec: LabRunSpec, session: Session) -> dict[str, Any]:
             failure = _timeout_reason(app, kernel, limit)
     except KernelTrafficError as error:
         failure = str(error)
+    except Exception as error:
+        # A bug in our endpoint (or the driver) is a failed run, reported as such with
+        # its traceback on stderr; the lab still comes down.
+        traceback.print_exc()
+        failure = f"{type(error).__name__} in our endpoint: {error}"
     finally:
         driver.drain(timeout=1.0)
         after = session.counters()
@@ -288,9 +294,16 @@ def _run_with_ref(spec: LabRunSpec, session: Session) -> dict[str, Any]:
         return ours.settled and other.settled
 
     before = session.counters()
-    done = driver.run(step, timeout=spec.time_limit)
-    driver.drain(timeout=1.0)
-    failure = None if done else _timeout_reason(ours, None, spec.time_limit)
+    failure: str | None = None
+    try:
+        done = driver.run(step, timeout=spec.time_limit)
+        failure = None if done else _timeout_reason(ours, None, spec.time_limit)
+        driver.drain(timeout=1.0)
+    except Exception as error:
+        traceback.print_exc()
+        failure = f"{type(error).__name__} in our endpoint: {error}"
+    if failure is None and not (ours.settled and other.settled):
+        failure = "our endpoints did not both close"
     report = _report(spec, ours, other.report(), started, failure, session)
     report["kernel_mib_delta"] = kernel_counter_delta(before, session.counters())
     return report
