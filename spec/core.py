@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import product
 from typing import Any, Literal
 
@@ -115,9 +116,16 @@ class MachineSpec:
     rules: tuple[Rule, ...]
     doc: str = ""
 
-    @property
+    @cached_property
     def alphabet(self) -> frozenset[str]:
         return frozenset(rule.label for rule in self.rules)
+
+    @cached_property
+    def _rules_by_label(self) -> Mapping[str, tuple[Rule, ...]]:
+        index: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            index.setdefault(rule.label, []).append(rule)
+        return {label: tuple(rules) for label, rules in index.items()}
 
     def variable(self, name: str) -> Variable:
         for variable in self.variables:
@@ -129,7 +137,7 @@ class MachineSpec:
         return self.states.index(state)
 
     def rules_for(self, label: str) -> tuple[Rule, ...]:
-        return tuple(rule for rule in self.rules if rule.label == label)
+        return self._rules_by_label.get(label, ())
 
 
 @dataclass(frozen=True)
@@ -321,7 +329,7 @@ class SystemSpec:
         Concrete: conditions are bools and the caller keeps the true ones. Symbolic: the
         caller builds Or(And(condition, next == updates, frame)) over the candidates."""
         view = SystemView(self, values, step)
-        symbolic = any(is_symbolic(value) for value in values.values())
+        symbolic = is_symbolic(*values.values())
         per_machine: list[list[tuple[str, Rule, Value, dict[str, Value]]]] = []
         for prefix, machine in self.participants(step):
             options: list[tuple[str, Rule, Value, dict[str, Value]]] = []

@@ -18,7 +18,10 @@ Value = Any  # bool | int | z3.ExprRef
 
 def is_symbolic(*values: Value) -> bool:
     """True when any argument is a Z3 term, so the result must be one too."""
-    return any(isinstance(value, z3.ExprRef) for value in values)
+    for value in values:  # a plain loop: this runs on every guard of every concrete step
+        if isinstance(value, z3.ExprRef):
+            return True
+    return False
 
 
 def And(*conditions: Value) -> Value:  # noqa: N802 - reads like the logic it builds
