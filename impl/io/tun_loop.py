@@ -21,7 +21,11 @@ due from the delay line, fire the endpoints' due timers, let the caller's `until
 act (write data, close, ...) and decide whether we are done, flush every endpoint's
 output into the links, then sleep in `select` until the next TUN packet, delay-line
 arrival or endpoint timer. TUN fds are read in batches (up to `batch` packets per ready
-fd per round), so under load one `select` call serves many packets.
+fd per round), so under load one `select` call serves many packets. The endpoints answer
+a batch at the flush that ends the round, so a batch of 16 full segments gets one
+cumulative ACK, as a Linux receiver ACKs a GRO super-packet. RFC 9293 3.8.6.3 asks for
+an ACK every second full segment; 16 (measured against 4 and 64) keeps the sender's ACK
+clock fine-grained enough without spending our CPU on ACKs instead of data.
 
 Copies: `os.read` hands each packet over as a new `bytes` object (unavoidable without
 `readv` into a pool); from there the payload is a `memoryview` into that object all the
@@ -137,7 +141,7 @@ class TunDriver:
     """Runs endpoints on TUN devices in real time (see the module docstring)."""
 
     def __init__(self, *, pcap: PcapFile | None = None, logger: Logger | None = None,
-                 batch: int = 64) -> None:
+                 batch: int = 16) -> None:
         self.pcap = pcap
         self.logger = logger
         self.batch = batch
