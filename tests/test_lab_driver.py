@@ -15,8 +15,9 @@ import pytest
 
 from impl.io.tun_loop import DelayLine
 from impl.lab.netns import list_namespaces
-from impl.lab.run import LabRunSpec, kernel_session, per_path, run_lab
+from impl.lab.run import LabRunSpec, kernel_session, our_config, per_path, run_lab
 from impl.lab.topology import PathSpec
+from impl.tcp.config import TcpConfig
 from impl.wire.packet import parse_packet
 
 MiB = 1 << 20
@@ -33,6 +34,12 @@ def test_delay_line_releases_in_time_order_and_keeps_ties_in_order() -> None:
     assert line.pop_due(0.5) == []
     assert line.pop_due(2.0) == ["a", "b1", "b2"]
     assert line.pop_due(10.0) == ["c"] and line.next_time() is None
+
+
+def test_our_mss_fits_the_lab_mtu() -> None:
+    assert our_config(ipv6=False).mss == 1460 and our_config(ipv6=True).mss == 1440
+    assert our_config(True, TcpConfig(mss=1000, sack=False)).mss == 1000
+    assert our_config(True, TcpConfig(sack=False)).sack is False
 
 
 def test_per_path_values() -> None:
@@ -78,7 +85,7 @@ def test_pcap_holds_every_packet_both_ways(tmp_path: Path, ipv6: bool) -> None:
     from impl.io.pcap import read_pcap
 
     capture = tmp_path / "run.pcap"
-    report = run_lab(LabRunSpec(peer="kernel", direction="down", size=300_000, ipv6=ipv6,
+    report = run_lab(LabRunSpec(peer="kernel", direction="up", size=300_000, ipv6=ipv6,
                                 pcap=capture, paths=[PathSpec(loss=0.02)], timeout=30))
     assert report["ok"], report["reason"]
     packets = read_pcap(capture)
@@ -90,7 +97,8 @@ def test_pcap_holds_every_packet_both_ways(tmp_path: Path, ipv6: bool) -> None:
     from_us = [p for p in tcp if f"{p.src}:{p.tcp.src_port}" == ours]
     to_us = [p for p in tcp if f"{p.src}:{p.tcp.src_port}" == theirs]
     assert len(from_us) == tun["packets_out"] and to_us
-    assert sum(len(p.payload) for p in to_us) >= 300_000  # retransmissions included
+    assert sum(len(p.payload) for p in from_us) >= 300_000  # retransmissions included
+    assert max(len(data) for _, data in packets) <= 1500  # the TUN's MTU
     timestamps = [stamp for stamp, _ in packets]
     assert timestamps == sorted(timestamps) and abs(timestamps[0] - time.time()) < 60
 

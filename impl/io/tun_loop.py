@@ -315,7 +315,9 @@ class TunDriver:
         port.stats.packets_out += 1
         port.stats.bytes_out += len(data)
         if self.pcap is not None:
-            self.pcap.write(data, now + self._wall_offset)
+            # The clock now, not the round's `now`: reads interleave with a long flush,
+            # and the capture must stay in the order the packets crossed the device.
+            self.pcap.write(data, time.monotonic() + self._wall_offset)
         # Each write runs the kernel's receive path at once, and its answers (ACKs) queue
         # in the TUN's ring of txqueuelen packets, which drops when full. A long burst of
         # writes without reads would overflow it, so read in between.

@@ -34,7 +34,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,11 @@ from impl.io.pcap import PcapFile
 from impl.io.sim import TcpHost
 from impl.io.tun_loop import TunDriver, TunPort
 from impl.lab.app import OurApplication
-from impl.lab.topology import KernelPeerLab, PathSpec, RefPairLab, kernel_counter_delta
+from impl.lab.topology import MTU, KernelPeerLab, PathSpec, RefPairLab, kernel_counter_delta
 from impl.lab.traffic import KernelTraffic, KernelTrafficError
 from impl.tcp.config import TcpConfig
 
-__all__ = ["LabRunSpec", "NotBuiltYet", "kernel_session", "per_path", "run_lab"]
+__all__ = ["LabRunSpec", "NotBuiltYet", "kernel_session", "our_config", "per_path", "run_lab"]
 
 PORT = 5201
 SETTLE = 2.0  # seconds one side may wait for the other to report after it finished
@@ -125,10 +125,19 @@ class Session:
         return self.lab.counters()
 
 
-def _our_config(spec_config: TcpConfig | None) -> TcpConfig:
-    # TIME-WAIT is not waited out in a lab (we stop once both FINs are exchanged), and a
-    # 4 MiB receive buffer keeps the window off the critical path on delayed links.
-    return spec_config or TcpConfig(receive_buffer=4 << 20)
+def our_config(ipv6: bool, base: TcpConfig | None = None) -> TcpConfig:
+    """Our endpoint's TCP configuration on a lab TUN (MTU 1500).
+
+    The MSS option says what fits the MTU after the IP and TCP headers (RFC 9293 3.7.1;
+    RFC 8200 makes the IPv6 header 40 bytes, so 1440 rather than IPv4's 1460), and our
+    MSS also caps what we send, so no packet exceeds the TUN's MTU. A 4 MiB receive
+    buffer keeps the window off the critical path on delayed links. TIME-WAIT is not
+    waited out in a lab: a transfer is over once both FINs are exchanged.
+    """
+    mss = MTU - (60 if ipv6 else 40)
+    if base is None:
+        return TcpConfig(mss=mss, receive_buffer=4 << 20)
+    return replace(base, mss=min(base.mss, mss))
 
 
 @contextmanager
@@ -200,7 +209,7 @@ def _run_with_kernel(spec: LabRunSpec, session: Session) -> dict[str, Any]:
     path = lab.paths[0]
     our_role, kernel_role = _roles(spec)
     limit = spec.time_limit
-    config = _our_config(spec.config)
+    config = our_config(spec.ipv6, spec.config)
     app = OurApplication(our_role, spec.size, seed=spec.seed,
                          abort_after=_abort_for(spec, "ref"))
     before = session.counters()
@@ -272,7 +281,7 @@ def _run_with_ref(spec: LabRunSpec, session: Session) -> dict[str, Any]:
     assert server is not None
     path = session.lab.paths[0]
     our_role, other_role = _roles(spec)
-    config = _our_config(spec.config)
+    config = our_config(spec.ipv6, spec.config)
     ours = OurApplication(our_role, spec.size, seed=spec.seed,
                           abort_after=_abort_for(spec, "ref"))
     other = OurApplication(other_role, spec.size, seed=spec.seed,
