@@ -79,6 +79,24 @@ def test_linux_connects_to_our_listener(direction: str) -> None:
     assert report["kernel_mib_delta"].get("TcpActiveOpens") == 1
 
 
+BARE_LINUX = {"net.ipv4.tcp_sack": 0, "net.ipv4.tcp_timestamps": 0,
+              "net.ipv4.tcp_window_scaling": 0}
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+@pytest.mark.parametrize(("sysctls", "initiator"), [(BARE_LINUX, "ref"),
+                                                    ({"net.ipv4.tcp_ecn": 1}, "peer")],
+                         ids=["no-sack-ts-wscale", "linux-asks-for-ecn"])
+def test_linux_without_options_or_with_ecn(direction: str, sysctls: dict,
+                                           initiator: str) -> None:
+    # A Linux that offers no SACK, timestamps or window scaling gets none (RFC 2018,
+    # RFC 7323: each only if both SYNs carry it), and recovery falls back to NewReno; a
+    # Linux asking for ECN on its SYN (ECE+CWR, RFC 3168 6.1.1) gets a SYN/ACK without
+    # ECE, so it never sets ECT on data.
+    _transfer(peer="kernel", direction=direction, size=2 * MiB, sysctls=sysctls,
+              initiator=initiator, paths=[PathSpec(loss=0.02, delay=0.002)], timeout=60)
+
+
 # -- how connections end ------------------------------------------------------------------
 
 

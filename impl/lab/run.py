@@ -91,7 +91,8 @@ class LabRunSpec:
     initiator: str = "ref"  # who connects: our endpoint ("ref") or the other end ("peer")
     close: str = "graceful"  # "graceful" | "abort-ref" | "abort-peer"
     abort_after: int | None = None
-    config: TcpConfig | None = None
+    config: TcpConfig | None = None  # our endpoint's TCP (MSS capped to the lab MTU)
+    sysctls: dict[str, str | int] = field(default_factory=dict)  # the kernel host's net.*
 
     def __post_init__(self) -> None:
         checks = (("peer", self.peer, ("kernel", "ref")), ("direction", self.direction,
@@ -212,6 +213,8 @@ def _run_with_kernel(spec: LabRunSpec, session: Session) -> dict[str, Any]:
     config = our_config(spec.ipv6, spec.config)
     app = OurApplication(our_role, spec.size, seed=spec.seed,
                          abort_after=_abort_for(spec, "ref"))
+    for name, value in spec.sysctls.items():
+        lab.set_sysctl(name, value)
     before = session.counters()
     failure: str | None = None
     kernel: KernelTraffic | None = None
