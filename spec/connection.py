@@ -184,6 +184,12 @@ def _handshake_rules() -> list[Rule]:
              lambda v: And(is_initial(v), Not(v.conn.fallback), _mpc_data_ok(v)), _mpc_data,
              rfc="3.1", when="slot 0",
              doc="MP_CAPABLE repeated on the first data until the initiator sees a DSS."),
+        rule("conn_third_ack_mpc_sent", SYNCED, "send_ack_mpc", None,
+             lambda v: v.p.bytes <= v.conn.written,
+             lambda v: {"snd_nxt": Max(v.conn.snd_nxt, v.p.bytes)}, rfc="3.1",
+             when="bytes <= written",
+             doc="Our third ACK, repeated (with the first data, at DSN 0) until a DSS "
+                 "confirms that the listener has both keys."),
         rule("conn_third_ack_plain", "SYN_RECEIVED", "recv_ack", "ESTABLISHED", is_initial,
              lambda v: {"fallback": True}, rfc="3.7", when="slot 0",
              doc="The third ACK lacks MP_CAPABLE: the listener falls back to TCP."),
