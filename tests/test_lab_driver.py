@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -169,8 +170,10 @@ def test_cli_refuses_mptcp_for_now() -> None:
 
 
 @pytest.mark.netns
-def test_killed_cli_leaves_no_namespace_once_cleaned() -> None:
-    # SIGINT (Ctrl-C) mid-transfer: the lab is torn down on the way out.
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM],
+                         ids=["SIGINT", "SIGTERM"])
+def test_interrupted_cli_leaves_no_namespace(signal_number: int) -> None:
+    # Ctrl-C or kill mid-transfer: the lab is torn down on the way out.
     process = subprocess.Popen(
         [sys.executable, "-m", "impl.cli", "lab", "run", "--size", str(64 * MiB),
          "--direction", "up", "--rate", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -181,6 +184,6 @@ def test_killed_cli_leaves_no_namespace_once_cleaned() -> None:
         time.sleep(0.05)
     assert any(n.startswith(name) for n in list_namespaces())
     time.sleep(0.5)
-    os.kill(process.pid, 2)
+    os.kill(process.pid, signal_number)
     process.wait(timeout=20)
     assert not any(n.startswith(name) for n in list_namespaces())
