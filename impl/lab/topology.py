@@ -68,6 +68,11 @@ class PathSpec:
     delay: float = 0.0
     loss: float = 0.0
     rate: float | None = None
+    # The link model's other knobs (not on the command line yet): uniform jitter in
+    # seconds, and the probabilities of holding a packet back or sending it twice.
+    jitter: float = 0.0
+    reorder: float = 0.0
+    duplicate: float = 0.0
 
     def link_config(self) -> LinkConfig:
         queue_limit = None
@@ -77,11 +82,16 @@ class PathSpec:
             # bottleneck instead of an infinite one that hides congestion from TCP.
             queue_limit = max(64 * 1024, int(self.rate / 8 * (2 * self.delay + 0.02)))
         return LinkConfig(delay=self.delay, loss=self.loss, rate=self.rate,
-                          queue_limit=queue_limit)
+                          queue_limit=queue_limit, jitter=self.jitter, reorder=self.reorder,
+                          duplicate=self.duplicate)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"delay_ms": self.delay * 1000, "loss_pct": self.loss * 100,
-                "rate_mbit": None if self.rate is None else self.rate / 1e6}
+        shown = {"delay_ms": self.delay * 1000, "loss_pct": self.loss * 100,
+                 "rate_mbit": None if self.rate is None else self.rate / 1e6}
+        for name in ("jitter", "reorder", "duplicate"):
+            if getattr(self, name):
+                shown[name] = getattr(self, name)
+        return shown
 
 
 @dataclass(frozen=True)
