@@ -191,10 +191,13 @@ class TunDriver:
 
     # -- the loop --------------------------------------------------------------------------
 
-    def run(self, until: Callable[[], bool] | None = None, timeout: float = 60.0) -> bool:
+    def run(self, until: Callable[[], bool] | None = None, timeout: float = 60.0, *,
+            check_after_flush: bool = False) -> bool:
         """Run until `until()` returns True (then True) or `timeout` seconds pass
         (then False). `until` is called every round, after input and timers and before
-        output, so it may also act on the endpoints (send, close, read events)."""
+        output, so it may also act on the endpoints (send, close, read events); with
+        `check_after_flush` it is called after the output instead (to wait for the
+        output itself, as `drain` does)."""
         deadline = time.monotonic() + timeout
         select = self._selector.select
         while True:
@@ -202,10 +205,10 @@ class TunDriver:
             now = time.monotonic()
             self._deliver_due(now)
             self._fire_timers(now)
-            done = until() if until is not None else False
+            done = until() if until is not None and not check_after_flush else False
             self._delivered_during_flush = False
             self._flush(now)
-            if done:
+            if done or (check_after_flush and until is not None and until()):
                 return True
             # Reads interleaved with the flush's writes may have handed the endpoints
             # ACKs that open the window: they must get a round before we sleep, or a
@@ -229,7 +232,7 @@ class TunDriver:
     def drain(self, timeout: float = 2.0) -> bool:
         """Keep running until nothing waits in the delay line (the last ACKs of a
         closed connection reach the wire), at most `timeout` seconds."""
-        return self.run(lambda: len(self._delay_line) == 0, timeout)
+        return self.run(lambda: len(self._delay_line) == 0, timeout, check_after_flush=True)
 
     @property
     def pending(self) -> int:
