@@ -1,4 +1,33 @@
-"""Sans-I/O MPTCP connection (RFC 8684): handshakes, DSS mapping, reassembly, DATA_ACK and
-DATA_FIN, path manager, scheduler, fallback, and `project()` onto the spec state.
-Not built yet (issue: the MPTCP endpoint).
+"""Sans-I/O MPTCP v1 endpoint (RFC 8684) riding on `impl.tcp` subflows through the
+`TcpHook` interface (this package imports `impl.tcp`; never the other way round).
+
+    connection.py  MptcpConnection: keys, data-level send/receive, DATA_ACK, DATA_FIN
+                   (Appendix D), fallback (3.7), reinjection when a subflow dies
+    subflow.py     Subflow: the TcpHook of one subflow and its per-subflow state
+    handshake.py   MP_CAPABLE options and checks (3.1)
+    join.py        MP_JOIN state and HMAC checks (3.2)
+    dss.py         mappings sent and received, 32-bit widening, data-level reassembly
+    scheduler.py   Scheduler interface; lowest-RTT default with backup subflows
+    counters.py    counters under the Linux MIB names (MPTcpExt)
+    host.py        MptcpHost (listeners, 4-tuple demultiplexing) and TokenTable
+
+Not built yet: path management (ADD_ADDR, REMOVE_ADDR), MP_PRIO sending, MP_FAIL and
+the infinite mapping on send, MP_FASTCLOSE on send, `project()` onto the spec state.
 """
+
+from .connection import MptcpConfig, MptcpConnection
+from .counters import MptcpCounters
+from .host import MptcpHost, TokenTable
+from .scheduler import LowestRttScheduler, Scheduler
+from .subflow import Subflow
+
+__all__ = [
+    "LowestRttScheduler",
+    "MptcpConfig",
+    "MptcpConnection",
+    "MptcpCounters",
+    "MptcpHost",
+    "Scheduler",
+    "Subflow",
+    "TokenTable",
+]

@@ -1,0 +1,658 @@
+"""`MptcpConnection`: one MPTCP connection (RFC 8684), sans-I/O, owning its subflows.
+
+The driver (a host: `host.MptcpHost`) routes segments of this connection's subflows to
+`receive(subflow, segment, now)`, collects `packets_to_send(now)` and runs
+`handle_timer(now)` at `next_timer()`. The application calls `send`, `close`, `read`,
+and `add_subflow` (an MP_JOIN, 3.2).
+
+Data level (3.3): bytes written get DSNs from IDSN + 1 on; the scheduler hands chunks to
+subflows that have room, each chunk one mapping (`dss.Mapping`) repeated on all its
+segments. DATA_ACKs (64-bit) free the send buffer; the receive side widens 32-bit
+values, checks mappings per subflow and reassembles across subflows by DSN. DATA_FIN
+takes one DSN (3.3.3); the close follows Appendix D (`data_state`). When a subflow dies
+its mappings not yet DATA_ACKed are reinjected on the others (3.3.6).
+
+Fallback (3.7): a SYN/ACK without MP_CAPABLE (or a listener's first ACK without any
+MPTCP option) makes the connection plain TCP on that one subflow for life: no MPTCP
+option is sent again and the subflow's byte stream is the data stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from impl.crypto import idsn_from_key, token_from_key
+from impl.tcp.buffers import SendBuffer
+from impl.tcp.config import TcpConfig
+from impl.tcp.connection import TcpConnection
+from impl.tcp.events import DataReceived, PeerClosed
+from impl.tcp.hooks import SegmentKind
+from impl.tcp.segment import Segment, options_length
+from impl.tcp.state import TcpState
+from impl.wire.mptcp_options import (
+    DataSequenceMapping,
+    Dss,
+    MpCapable,
+    MpFastclose,
+    MpJoinAck,
+    MpJoinSynAck,
+    MpPrio,
+    MpTcpRst,
+    MpTcpRstReason,
+)
+from impl.wire.tcp import TcpFlags, TcpHeader
+
+from . import handshake
+from .dss import (
+    MASK64,
+    ChecksumFailure,
+    DataReassembly,
+    Mapping,
+    MappingConflict,
+    mapping_checksum,
+    widen,
+)
+from .join import JoinState
+from .scheduler import LowestRttScheduler, Scheduler
+from .subflow import Subflow
+
+__all__ = ["MptcpConfig", "MptcpConnection"]
+
+_MAX_MAPPING = 0xFFFF  # data-level length is 16 bits (3.3, figure 5)
+S = TcpState
+
+
+@dataclass(frozen=True)
+class MptcpConfig:
+    checksums: bool = False  # set the A flag: require DSS checksums (3.1, 3.3.1)
+    tcp: TcpConfig = field(default_factory=TcpConfig)
+    scheduler: Callable[[], Scheduler] = LowestRttScheduler
+    # Bare DATA_FIN resend interval floor (data-level retransmission, 3.3.3).
+    data_fin_rto: float = 0.2
+
+
+class MptcpConnection:
+    def __init__(self, host, config: MptcpConfig, *, client: bool, local_key: int) -> None:
+        self.host = host
+        self.config = config
+        self.client = client
+        self.counters = host.counters
+        self.scheduler = config.scheduler()
+        self.local_key = local_key
+        self.local_token = token_from_key(local_key)
+        self.local_idsn = idsn_from_key(local_key)
+        self.remote_key: int | None = None
+        self.remote_token: int | None = None
+        self.remote_idsn: int | None = None
+        self.checksums = config.checksums
+        self.fallback = False
+        # 3.1: the initiator repeats MP_CAPABLE until a DSS shows the keys arrived.
+        self.fully_established = not client
+        self.subflows: list[Subflow] = []
+        self._next_address_id = 1
+        # Send side (unwrapped DSNs).
+        self.snd_buffer = SendBuffer(self.local_idsn + 1)
+        self.snd_una = self.local_idsn + 1  # oldest DSN not DATA_ACKed
+        self.snd_nxt = self.local_idsn + 1  # next DSN never mapped before
+        self.send_edge = self.local_idsn + 1 + config.tcp.receive_buffer  # 3.3.4
+        self.reinject: list[tuple[int, int]] = []
+        self.fin_dsn: int | None = None  # our DATA_FIN, once close() was called
+        self.fin_acked = False
+        self._fin_deadline: float | None = None
+        # Receive side.
+        self.reassembly: DataReassembly | None = None
+        self.received = bytearray()
+        self.peer_closed = False
+        self.closed_reason: str | None = None
+        self._control: list[tuple[object, object, Segment]] = []
+        self._subflows_closing = False
+        self._pending_joins: list[tuple[Subflow, int]] = []
+        self._now = 0.0
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, host, local, remote, remote_port: int, now: float,
+                config: MptcpConfig) -> MptcpConnection:
+        connection = cls(host, config, client=True, local_key=host.tokens.new_key(None))
+        host.tokens.bind(connection.local_token, connection)
+        subflow = Subflow(connection, local, remote, initial=True, active=True)
+        connection._start_subflow(subflow, remote_port, now)
+        return connection
+
+    @classmethod
+    def accept(cls, host, local, remote, syn: Segment, now: float,
+               config: MptcpConfig) -> MptcpConnection:
+        """A SYN for a listener: MP_CAPABLE v1 makes an MPTCP connection, anything else
+        a plain TCP one (3.7, the listener side of fallback)."""
+        option = handshake.find_option(syn.header.options, MpCapable)
+        connection = cls(host, config, client=False, local_key=host.tokens.new_key(None))
+        if handshake.acceptable_mp_capable(option):
+            host.counters.inc("MPCapableSYNRX")
+            host.tokens.bind(connection.local_token, connection)
+            connection.checksums = config.checksums or option.checksum_required
+        else:
+            connection.fallback = True
+        subflow = Subflow(connection, local, remote, initial=True, active=False)
+        subflow.receiver.checksums = connection.checksums
+        subflow.tcp = TcpConnection.accept(
+            syn, now, config.tcp, subflow, rng=host.rng, logger=host.logger,
+            name=f"{local}:{syn.header.dst_port}<{remote}:{syn.header.src_port}")
+        connection.subflows.append(subflow)
+        host.register(subflow)
+        return connection
+
+    def accept_join(self, local, remote, syn: Segment, option, now: float) -> Subflow:
+        """An MP_JOIN SYN whose token is ours (3.2): a new passive subflow."""
+        self.counters.inc("MPJoinSynRx")
+        join = JoinState(active=False, local_nonce=self.host.rng.getrandbits(32),
+                         address_id=self.host.address_id(local))
+        join.take_syn(option)
+        subflow = Subflow(self, local, remote, initial=False, active=False, join=join)
+        subflow.backup = option.backup
+        subflow.receiver.checksums = self.checksums
+        subflow.tcp = TcpConnection.accept(
+            syn, now, self.config.tcp, subflow, rng=self.host.rng, logger=self.host.logger,
+            name=f"{local}:{syn.header.dst_port}<{remote}:{syn.header.src_port}")
+        self.subflows.append(subflow)
+        self.host.register(subflow)
+        return subflow
+
+    def add_subflow(self, local, remote=None, remote_port: int | None = None,
+                    now: float = 0.0, backup: bool = False) -> Subflow:
+        """Open another subflow with MP_JOIN (3.2) from `local` to `remote` (default:
+        the initial subflow's peer address and port)."""
+        if self.fallback or self.remote_key is None:
+            raise ConnectionError("no joins before MP_CAPABLE completed, or after fallback")
+        first = self.subflows[0]
+        local = ipaddress.ip_address(local)
+        remote = ipaddress.ip_address(remote) if remote is not None else first.remote
+        remote_port = remote_port if remote_port is not None else first.tcp.remote_port
+        join = JoinState(active=True, local_nonce=self.host.rng.getrandbits(32),
+                         address_id=self.host.address_id(local), backup=backup)
+        subflow = Subflow(self, local, remote, initial=False, active=True, join=join)
+        if self.fully_established:
+            self._start_subflow(subflow, remote_port, now)
+        else:
+            # Like Linux's path manager, join only once the connection is fully
+            # established (the listener has our key: 3.1), else the listener may not
+            # know the connection's token yet and resets the SYN.
+            self._pending_joins.append((subflow, remote_port))
+        return subflow
+
+    def _start_subflow(self, subflow: Subflow, remote_port: int, now: float) -> None:
+        local_port = self.host.allocate_port()
+        subflow.receiver.checksums = self.checksums
+        subflow.tcp = TcpConnection(
+            local_port, remote_port, self.config.tcp, subflow, rng=self.host.rng,
+            logger=self.host.logger,
+            name=f"{subflow.local}:{local_port}>{subflow.remote}:{remote_port}")
+        self.subflows.append(subflow)
+        self.host.register(subflow)
+        subflow.tcp.connect(now)
+
+    # -- application calls ------------------------------------------------------------------
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        if self.fin_dsn is not None:
+            raise ConnectionError("send after close")
+        if self.fallback:
+            self.subflows[0].tcp.send(data)
+        else:
+            self.snd_buffer.append(data)
+
+    def close(self) -> None:
+        """Orderly close of our direction: a DATA_FIN after the data (3.3.3)."""
+        if self.fin_dsn is not None:
+            return
+        self.fin_dsn = self.snd_buffer.end
+        if self.fallback:
+            self.subflows[0].tcp.close()
+
+    def read(self) -> bytes:
+        data = bytes(self.received)
+        self.received.clear()
+        return data
+
+    @property
+    def established(self) -> bool:
+        return any(sf.tcp.state is not S.SYN_SENT and sf.tcp.state is not S.SYN_RECEIVED
+                   and not sf.dead for sf in self.subflows if sf.initial) and (
+            self.fallback or self.remote_key is not None)
+
+    @property
+    def data_state(self) -> str:
+        """The connection-level close state of RFC 8684 Appendix D (figure 17)."""
+        if self.closed_reason is not None:
+            return "CLOSED"
+        ours = self.fin_dsn is not None
+        theirs = self.peer_closed
+        if not ours:
+            return "CLOSE_WAIT" if theirs else "ESTABLISHED"
+        if not self.fin_acked:
+            return "LAST_ACK" if theirs else "FIN_WAIT_1"
+        return "TIME_WAIT" if theirs else "FIN_WAIT_2"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed_reason is not None
+
+    # -- options we send ----------------------------------------------------------------------
+
+    def _data_ack(self) -> int | None:
+        return self.reassembly.rcv_nxt if self.reassembly is not None else None
+
+    def options_for(self, subflow: Subflow, kind: SegmentKind, relative_seq: int,
+                    length: int, space: int) -> tuple:
+        join = subflow.join
+        if kind is SegmentKind.SYN:
+            if join is None:
+                self.counters.inc("MPCapableSYNTX")
+                return (handshake.syn_option(self.checksums),)
+            return (join.syn_option(self.remote_token),)
+        if kind is SegmentKind.SYNACK:
+            if join is None:
+                return (handshake.syn_ack_option(self.local_key, self.checksums),)
+            return (join.syn_ack_option(self.local_key, self.remote_key),)
+        if join is not None and join.active and not join.fourth_ack_seen:
+            # 3.2: the third ACK (repeated until the listener acknowledges it).
+            if kind is SegmentKind.ACK:
+                return (join.third_ack_option(self.local_key, self.remote_key),)
+        record = subflow.records.find(relative_seq) if kind is SegmentKind.DATA else None
+        if subflow.initial and self.client and not self.fully_established:
+            if kind is SegmentKind.ACK:
+                return (handshake.third_ack_option(self.local_key, self.remote_key,
+                                                   self.checksums),)
+            if record is not None and record.ssn == 1 and relative_seq == 1:
+                return (handshake.third_ack_option(
+                    self.local_key, self.remote_key, self.checksums, record.length,
+                    record.checksum),)
+        data_ack = self._data_ack()
+        mapping = None
+        data_fin = False
+        if record is not None:
+            mapping = DataSequenceMapping(record.dsn & MASK64, record.ssn & 0xFFFFFFFF,
+                                          record.length, record.checksum)
+        elif kind is SegmentKind.ACK and self._data_fin_due():
+            # 3.3.3: a bare DATA_FIN: subflow sequence 0, data-level length 1.
+            checksum = mapping_checksum(self.fin_dsn, 0, 1, b"") if self.checksums else None
+            mapping = DataSequenceMapping(self.fin_dsn & MASK64, 0, 1, checksum)
+            data_fin = True
+        if data_ack is None and mapping is None:
+            return ()
+        option = Dss(data_ack=data_ack & MASK64 if data_ack is not None else None,
+                     mapping=mapping, data_fin=data_fin)
+        if options_length((option,)) > space:  # never expected: DSS_SPACE is reserved
+            option = Dss(data_ack=data_ack & MASK64) if data_ack is not None else None
+            return (option,) if option is not None else ()
+        return (option,)
+
+    def _data_fin_due(self) -> bool:
+        return (self.fin_dsn is not None and not self.fin_acked
+                and self.snd_nxt >= self.fin_dsn and not self.reinject)
+
+    # -- segments we receive ----------------------------------------------------------------
+
+    def receive(self, subflow: Subflow, segment: Segment, now: float) -> None:
+        self._now = now
+        subflow.tcp.receive_segment(segment, now)
+        self._drain(subflow)
+
+    def on_subflow_segment(self, subflow: Subflow, header: TcpHeader, payload,
+                           relative_seq: int) -> None:
+        if self.fallback:
+            return
+        options = header.mptcp_options()
+        flags = int(header.flags)
+        if flags & TcpFlags.SYN:
+            if flags & TcpFlags.ACK:
+                self._on_syn_ack(subflow, header, options)
+            return  # a SYN: the listener read it in accept()/accept_join()
+        join = subflow.join
+        if join is not None:
+            if not self._on_join_ack(subflow, join, options):
+                return
+        elif not self.client and self.remote_key is None:
+            if not self._on_third_ack(subflow, options):
+                return
+        for option in options:
+            if isinstance(option, Dss):
+                self._on_dss(subflow, header, option)
+            elif isinstance(option, MpCapable) and option.data_length is not None:
+                self._on_mp_capable_data(subflow, option)
+            elif isinstance(option, MpPrio):
+                subflow.backup = option.backup  # 3.3.8: applies to this subflow
+            elif isinstance(option, MpFastclose):
+                if option.receiver_key == self.local_key:  # 3.5
+                    self.counters.inc("MPFastcloseRx")
+                    self._abort_all("fastclose")
+                    return
+            elif isinstance(option, MpTcpRst):
+                self.counters.inc("MPRstRx")
+
+    def _on_syn_ack(self, subflow: Subflow, header: TcpHeader, options: tuple) -> None:
+        if subflow.join is None:
+            option = handshake.find_option(options, MpCapable)
+            if handshake.acceptable_mp_capable(option) and option.sender_key is not None:
+                self.counters.inc("MPCapableSYNACKRX")
+                self._set_remote_key(option.sender_key)
+                self.checksums = self.checksums or option.checksum_required
+                subflow.receiver.checksums = self.checksums
+            else:
+                # 3.7: no MP_CAPABLE on the SYN/ACK: plain TCP for life.
+                self.counters.inc("MPCapableFallbackSYNACK")
+                self._enter_fallback(subflow)
+            return
+        self.counters.inc("MPJoinSynAckRx")
+        option = handshake.find_option(options, MpJoinSynAck)
+        if option is None:
+            self._reset_subflow(subflow, MpTcpRstReason.MPTCP_SPECIFIC, header)
+        elif not subflow.join.check_syn_ack(option, self.local_key, self.remote_key):
+            self.counters.inc("MPJoinSynAckHMacFailure")
+            self._reset_subflow(subflow, MpTcpRstReason.MPTCP_SPECIFIC, header)
+
+    def _on_join_ack(self, subflow: Subflow, join: JoinState, options: tuple) -> bool:
+        """Non-SYN segments on a join subflow until it is ready. False: drop."""
+        if join.active:
+            join.fourth_ack_seen = True  # 3.2: B acknowledged our third ACK
+            return True
+        if join.verified:
+            return True
+        option = handshake.find_option(options, MpJoinAck)
+        if option is None or not join.check_third_ack(option, self.local_key, self.remote_key):
+            if option is not None:
+                self.counters.inc("MPJoinAckHMacFailure")
+            self._reset_subflow(subflow, MpTcpRstReason.MPTCP_SPECIFIC)
+            return False
+        self.counters.inc("MPJoinAckRx")
+        subflow.tcp.request_ack()  # the fourth ACK: tells A it may send data
+        return True
+
+    def _on_third_ack(self, subflow: Subflow, options: tuple) -> bool:
+        """The listener's first non-SYN segment on the initial subflow (3.1)."""
+        option = handshake.find_option(options, MpCapable)
+        if option is not None and option.sender_key is not None and (
+            option.receiver_key == self.local_key
+        ):
+            self.counters.inc("MPCapableACKRX")
+            self._set_remote_key(option.sender_key)
+            # Answer with a DSS at once: it tells the initiator we have its key (3.1),
+            # so it stops repeating MP_CAPABLE and may open joins.
+            subflow.tcp.request_ack()
+            return True
+        if not options and subflow.tcp.state is S.SYN_RECEIVED:
+            # 3.7: the third ACK has no MPTCP option: fall back to plain TCP.
+            self.counters.inc("MPCapableFallbackACK")
+            self._enter_fallback(subflow)
+            return False
+        return False  # keys still unknown (their ACK was lost): wait for a repeat
+
+    def _enter_fallback(self, subflow: Subflow) -> None:
+        """3.7: plain TCP on this one subflow from now on. Bytes written so far were
+        not mapped yet (no subflow was usable): they go to the subflow as they are."""
+        self.fallback = True
+        self.host.tokens.release(self.local_token)
+        pending = len(self.snd_buffer)
+        if pending:
+            subflow.tcp.send(self.snd_buffer.read(self.snd_buffer.start, pending))
+            self.snd_buffer.release(self.snd_buffer.end)
+        if self.fin_dsn is not None:
+            subflow.tcp.close()
+
+    def _set_remote_key(self, key: int) -> None:
+        self.remote_key = key
+        self.remote_token = token_from_key(key)
+        self.remote_idsn = idsn_from_key(key)
+        self.reassembly = DataReassembly(self.remote_idsn + 1)
+
+    def _on_mp_capable_data(self, subflow: Subflow, option: MpCapable) -> None:
+        # 3.1: MP_CAPABLE with data stands for the mapping DSN = IDSN + 1, ssn = 1.
+        if subflow.initial and self.reassembly is not None:
+            self._add_mapping(subflow, Mapping(1, self.remote_idsn + 1, option.data_length,
+                                               option.checksum))
+
+    def _on_dss(self, subflow: Subflow, header: TcpHeader, option: Dss) -> None:
+        if self.client and not self.fully_established:
+            self.fully_established = True  # 3.1: the listener has our keys
+        if option.data_ack is not None:
+            self._on_data_ack(subflow, header, option)
+        mapping = option.mapping
+        if mapping is None or self.reassembly is None:
+            return
+        reference = self.reassembly.rcv_nxt
+        dsn = widen(mapping.dsn, 64 if mapping.dsn_is_64bit else 32, reference)
+        length = mapping.data_level_length
+        if length == 0:  # 3.3.1 / 3.7: the infinite mapping
+            self.counters.inc("InfiniteMapRx")
+            subflow.receiver.infinite_dsn = dsn
+            subflow.receiver.infinite_ssn = mapping.subflow_sequence
+            return
+        if option.data_fin:
+            self.reassembly.receive_fin(dsn + length - 1)  # DATA_FIN takes the last DSN
+            subflow.tcp.request_ack()
+            self._check_peer_fin()
+            length -= 1
+            if length == 0 or mapping.subflow_sequence == 0:
+                return  # a bare DATA_FIN maps no subflow bytes
+        self._add_mapping(subflow, Mapping(mapping.subflow_sequence, dsn, length,
+                                           mapping.checksum if option.data_fin is False
+                                           else None))
+
+    def _add_mapping(self, subflow: Subflow, mapping: Mapping) -> None:
+        try:
+            subflow.receiver.add(mapping)
+        except MappingConflict:
+            # 3.3.1: a mapping that contradicts an earlier one is a protocol error on
+            # this subflow; Linux counts DSSNotMatching and resets the subflow
+            # (MP_TCPRST "MPTCP-specific error"); its data is reinjected elsewhere.
+            self.counters.inc("DSSNotMatching")
+            self._reset_subflow(subflow, MpTcpRstReason.MPTCP_SPECIFIC)
+
+    def _on_data_ack(self, subflow: Subflow, header: TcpHeader, option: Dss) -> None:
+        bits = 64 if option.data_ack_is_64bit else 32
+        ack = widen(option.data_ack, bits, self.snd_una)
+        limit = self.snd_nxt + (1 if self._data_fin_sent() else 0)
+        if ack < self.snd_una or ack > limit:
+            return  # old, or acknowledges what we never sent: ignore (3.3.2)
+        self.snd_una = ack
+        self.snd_buffer.release(min(ack, self.snd_buffer.end))
+        if self.fin_dsn is not None and ack > self.fin_dsn:
+            self.fin_acked = True
+            self._fin_deadline = None
+        # 3.3.4: the receive window is relative to the DATA_ACK, never shrinking.
+        window = header.window << (subflow.tcp.negotiated.snd_shift
+                                   if subflow.tcp.negotiated else 0)
+        self.send_edge = max(self.send_edge, ack + window)
+        self.reinject = [(max(s, ack), e) for s, e in self.reinject if e > ack]
+        for each in self.subflows:
+            each.records.forget_acked(ack)
+        self._maybe_close_subflows()
+
+    def _data_fin_sent(self) -> bool:
+        return self.fin_dsn is not None and self.snd_nxt >= self.fin_dsn
+
+    def _drain(self, subflow: Subflow) -> None:
+        """Take the subflow's in-order bytes to the data level."""
+        tcp = subflow.tcp
+        for event in tcp.events():
+            if isinstance(event, DataReceived):
+                if self.fallback:
+                    self.received += event.data
+                else:
+                    subflow.receiver.feed(event.data, event.relative_seq)
+            elif isinstance(event, PeerClosed) and self.fallback:
+                self.peer_closed = True
+        if self.fallback or self.reassembly is None or subflow.dead:
+            return
+        try:
+            pieces = subflow.receiver.drain()
+        except ChecksumFailure:
+            # 3.3.1 / 3.7: with checksums, a mismatch on a subflow is middlebox
+            # interference; we reset that subflow (MP_FAIL + infinite mapping for a
+            # lone subflow is not built yet) and the data comes again elsewhere.
+            self.counters.inc("DataCsumErr")
+            self._reset_subflow(subflow, MpTcpRstReason.MIDDLEBOX_INTERFERENCE)
+            return
+        for dsn, data in pieces:
+            before = self.reassembly.duplicate_bytes
+            for chunk in self.reassembly.receive(dsn, data):
+                self.received += chunk
+            if self.reassembly.duplicate_bytes > before:
+                self.counters.inc("DuplicateData")
+        self._check_peer_fin()
+
+    def _check_peer_fin(self) -> None:
+        if self.reassembly is not None and self.reassembly.fin_received and not self.peer_closed:
+            self.peer_closed = True
+            for subflow in self.subflows:
+                if subflow.usable:
+                    subflow.tcp.request_ack()  # DATA_ACK the DATA_FIN promptly
+            self._maybe_close_subflows()
+
+    # -- subflow life -------------------------------------------------------------------
+
+    def on_subflow_established(self, subflow: Subflow) -> None:
+        return None
+
+    def on_subflow_closed(self, subflow: Subflow, reason: str) -> None:
+        subflow.dead = True
+        if not self.fallback and self.snd_una < self.snd_nxt:
+            # 3.3.6: data the dead subflow carried may never arrive; send it again on
+            # the others (the receiver drops what it already has).
+            ranges = subflow.records.unacknowledged(self.snd_una)
+            if ranges:
+                self.counters.inc("MPTCPRetrans")
+                self.reinject.extend(ranges)
+                self.reinject.sort()
+        if all(each.dead for each in self.subflows) and self.closed_reason is None:
+            done = self.data_state == "TIME_WAIT" or (self.fallback and reason == "closed")
+            self.closed_reason = "closed" if done else reason
+            self.host.tokens.release(self.local_token)
+
+    def _reset_subflow(self, subflow: Subflow, reason: int,
+                       syn_ack: TcpHeader | None = None) -> None:
+        """Reset one subflow with MP_TCPRST (3.6); the connection carries on."""
+        subflow.rst_reason = reason
+        tcp = subflow.tcp
+        if syn_ack is not None:
+            # In SYN-SENT `abort()` sends nothing (RFC 9293 3.10.5), but 3.2 wants an
+            # RST for a bad SYN/ACK: <SEQ=SEG.ACK><CTL=RST>.
+            header = TcpHeader(tcp.local_port, tcp.remote_port, syn_ack.ack, 0,
+                               TcpFlags.RST, 0, options=(MpTcpRst(reason),))
+            self._control.append((subflow.local, subflow.remote, Segment(header)))
+            self.counters.inc("MPRstTx")
+        tcp.abort()
+
+    def _abort_all(self, reason: str) -> None:
+        for subflow in self.subflows:
+            if not subflow.tcp.is_closed:
+                subflow.tcp.abort()
+        self.closed_reason = reason
+
+    def _maybe_close_subflows(self) -> None:
+        """3.3.3: once both DATA_FINs are acknowledged, close every subflow (FIN)."""
+        if self._subflows_closing or self.data_state != "TIME_WAIT":
+            return
+        self._subflows_closing = True
+        for subflow in self.subflows:
+            if not subflow.tcp.is_closed:
+                subflow.tcp.close()
+
+    # -- output -------------------------------------------------------------------------
+
+    def _schedule(self, now: float) -> None:
+        """Hand data-level bytes to subflows (3.3.8 scheduling, 3.3.6 reinjection)."""
+        while True:
+            if self.reinject:
+                start, end = self.reinject[0]
+                reinjection = True
+            else:
+                start = self.snd_nxt
+                end = min(self.snd_buffer.end, self.send_edge)
+                reinjection = False
+            if end <= start:
+                return
+            candidates = [sf for sf in self.subflows if sf.usable and sf.room() > 0]
+            regular_alive = any(sf.usable and not sf.backup for sf in self.subflows)
+            subflow = self.scheduler.choose(candidates, regular_alive)
+            if subflow is None:
+                return
+            room = subflow.room()
+            unit = subflow.max_payload
+            length = min(end - start, room, (_MAX_MAPPING // unit) * unit)
+            if length < end - start:
+                length -= length % unit  # whole segments only, unless it is the tail
+                if length == 0:
+                    if subflow.tcp.sender.flight_size:
+                        return  # wait for room for a full segment
+                    length = min(end - start, room)
+            data = self.snd_buffer.read(start, length)
+            checksum = None
+            ssn = subflow.next_ssn
+            if self.checksums:
+                checksum = mapping_checksum(start, ssn, length, data)
+            subflow.records.add(Mapping(ssn, start, length, checksum))
+            subflow.tcp.send(data)
+            if reinjection:
+                if start + length >= end:
+                    self.reinject.pop(0)
+                else:
+                    self.reinject[0] = (start + length, end)
+            else:
+                self.snd_nxt = start + length
+
+    def packets_to_send(self, now: float) -> list[tuple[object, object, Segment]]:
+        self._now = now
+        if not self.fallback:
+            if self._pending_joins and self.fully_established:
+                pending, self._pending_joins = self._pending_joins, []
+                for subflow, remote_port in pending:
+                    self._start_subflow(subflow, remote_port, now)
+            self._schedule(now)
+            if self._data_fin_due() and self._fin_deadline is None:
+                self._send_data_fin(now)
+        out, self._control = self._control, []
+        for subflow in self.subflows:
+            for segment in subflow.tcp.segments_to_send(now):
+                header = segment.header
+                if header.flags & TcpFlags.RST and subflow.rst_reason is not None and (
+                    not self.fallback
+                ):
+                    header = dataclasses.replace(
+                        header, options=header.options + (MpTcpRst(subflow.rst_reason),))
+                    segment = Segment(header, segment.payload)
+                    self.counters.inc("MPRstTx")
+                    subflow.rst_reason = None  # later RSTs answer stray segments
+                out.append((subflow.local, subflow.remote, segment))
+        return out
+
+    def _send_data_fin(self, now: float) -> None:
+        """Put a bare DATA_FIN on an ACK of every usable subflow, and again after a
+        timeout until it is DATA_ACKed (3.3.3)."""
+        usable = [sf for sf in self.subflows if sf.usable or (
+            not sf.dead and sf.tcp.state in (S.ESTABLISHED, S.CLOSE_WAIT))]
+        for subflow in usable:
+            subflow.tcp.request_ack()
+        rto = max((sf.tcp.rtt.rto for sf in usable), default=1.0)
+        self._fin_deadline = now + max(self.config.data_fin_rto, rto)
+
+    def next_timer(self) -> float | None:
+        timers = [sf.tcp.next_timer() for sf in self.subflows]
+        timers.append(self._fin_deadline)
+        pending = [t for t in timers if t is not None]
+        return min(pending) if pending else None
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        for subflow in self.subflows:
+            deadline = subflow.tcp.next_timer()
+            if deadline is not None and deadline <= now:
+                subflow.tcp.handle_timer(now)
+                self._drain(subflow)
+        if self._fin_deadline is not None and now >= self._fin_deadline:
+            self._fin_deadline = None
+            if self._data_fin_due():
+                self._send_data_fin(now)
