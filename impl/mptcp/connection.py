@@ -165,8 +165,8 @@ class MptcpConnection:
                     now: float = 0.0, backup: bool = False) -> Subflow:
         """Open another subflow with MP_JOIN (3.2) from `local` to `remote` (default:
         the initial subflow's peer address and port)."""
-        if self.fallback or self.remote_key is None:
-            raise ConnectionError("no joins before MP_CAPABLE completed, or after fallback")
+        if self.fallback or self.is_closed:
+            raise ConnectionError("no joins on a connection that fell back or closed")
         first = self.subflows[0]
         local = ipaddress.ip_address(local)
         remote = ipaddress.ip_address(remote) if remote is not None else first.remote
@@ -174,7 +174,7 @@ class MptcpConnection:
         join = JoinState(active=True, local_nonce=self.host.rng.getrandbits(32),
                          address_id=self.host.address_id(local), backup=backup)
         subflow = Subflow(self, local, remote, initial=False, active=True, join=join)
-        if self.fully_established:
+        if self._ready_to_join:
             self._start_subflow(subflow, remote_port, now)
         else:
             # Like Linux's path manager, join only once the connection is fully
@@ -182,6 +182,10 @@ class MptcpConnection:
             # know the connection's token yet and resets the SYN.
             self._pending_joins.append((subflow, remote_port))
         return subflow
+
+    @property
+    def _ready_to_join(self) -> bool:
+        return self.fully_established and self.remote_key is not None
 
     def _start_subflow(self, subflow: Subflow, remote_port: int, now: float) -> None:
         local_port = self.host.allocate_port()
@@ -395,6 +399,7 @@ class MptcpConnection:
         not mapped yet (no subflow was usable): they go to the subflow as they are."""
         self.fallback = True
         self.host.tokens.release(self.local_token)
+        self._pending_joins.clear()
         pending = len(self.snd_buffer)
         if pending:
             subflow.tcp.send(self.snd_buffer.read(self.snd_buffer.start, pending))
@@ -607,7 +612,7 @@ class MptcpConnection:
     def packets_to_send(self, now: float) -> list[tuple[object, object, Segment]]:
         self._now = now
         if not self.fallback:
-            if self._pending_joins and self.fully_established:
+            if self._pending_joins and self._ready_to_join:
                 pending, self._pending_joins = self._pending_joins, []
                 for subflow, remote_port in pending:
                     self._start_subflow(subflow, remote_port, now)
