@@ -362,10 +362,13 @@ class MptcpConnection:
         """Non-SYN segments on a join subflow until it is ready. False: drop."""
         if join.active:
             join.fourth_ack_seen = True  # 3.2: B acknowledged our third ACK
-            return True
-        if join.verified:
+            subflow.join_ack_deadline = None
             return True
         option = handshake.find_option(options, MpJoinAck)
+        if join.verified:
+            if option is not None:
+                subflow.tcp.request_ack()  # A repeats its third ACK: our fourth was lost
+            return True
         if option is None or not join.check_third_ack(option, self.local_key, self.remote_key):
             if option is not None:
                 self.counters.inc("MPJoinAckHMacFailure")
@@ -520,7 +523,10 @@ class MptcpConnection:
     # -- subflow life -------------------------------------------------------------------
 
     def on_subflow_established(self, subflow: Subflow) -> None:
-        return None
+        join = subflow.join
+        if join is not None and join.active:
+            # 3.2: the third ACK must arrive reliably; resend it until the fourth ACK.
+            subflow.join_ack_deadline = self._now + subflow.tcp.rtt.rto
 
     def on_subflow_closed(self, subflow: Subflow, reason: str) -> None:
         subflow.dead = True
@@ -646,6 +652,7 @@ class MptcpConnection:
 
     def next_timer(self) -> float | None:
         timers = [sf.tcp.next_timer() for sf in self.subflows]
+        timers += [sf.join_ack_deadline for sf in self.subflows]
         timers.append(self._fin_deadline)
         pending = [t for t in timers if t is not None]
         return min(pending) if pending else None
@@ -657,6 +664,14 @@ class MptcpConnection:
             if deadline is not None and deadline <= now:
                 subflow.tcp.handle_timer(now)
                 self._drain(subflow)
+            deadline = subflow.join_ack_deadline
+            if deadline is not None and deadline <= now:
+                subflow.join_ack_deadline = None
+                if not subflow.dead and not subflow.join.fourth_ack_seen:
+                    subflow.tcp.request_ack()  # carries MP_JOIN's third-ACK HMAC again
+                    subflow.join_ack_backoff += 1
+                    subflow.join_ack_deadline = now + subflow.tcp.rtt.rto * (
+                        2 ** min(subflow.join_ack_backoff, 6))
         if self._fin_deadline is not None and now >= self._fin_deadline:
             self._fin_deadline = None
             if self._data_fin_due():

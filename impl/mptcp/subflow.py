@@ -62,6 +62,8 @@ class Subflow:
         self.dead = False  # closed, reset or given up: carries nothing more
         self.rst_reason: int | None = None  # MP_TCPRST reason for the RST we send
         self.close_reason: str | None = None
+        self.join_ack_deadline: float | None = None  # resend MP_JOIN's third ACK (3.2)
+        self.join_ack_backoff = 0
 
     @property
     def key(self) -> tuple:
@@ -138,6 +140,7 @@ class Subflow:
 
     def on_closed(self, reason: str) -> None:
         self.close_reason = reason
+        self.join_ack_deadline = None
         self.connection.on_subflow_closed(self, reason)
 
     def __repr__(self) -> str:
