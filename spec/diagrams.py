@@ -92,6 +92,13 @@ def _merged(rules: list[Rule]) -> list[list[Rule]]:
     return list(rows.values())
 
 
+def _tooltip(where: str, rules: list[Rule]) -> str:
+    """Hover text in the SVG: every rule kept in this box, by full name, with its RFC."""
+    return "\n".join([where] + [f"{rule.name} (RFC 8684 {rule.rfc}): {rule.doc}"
+                                 if not rule.rfc.startswith("RFC") else
+                                 f"{rule.name} ({rule.rfc}): {rule.doc}" for rule in rules])
+
+
 def _lines(text: str) -> str:
     return '<BR ALIGN="LEFT"/>'.join(html.escape(line) for line in text.split("\n"))
 
@@ -120,7 +127,7 @@ def _row(rules: list[Rule]) -> tuple[str, str]:
 def machine_graph(machine: MachineSpec) -> graphviz.Digraph:
     """The diagram of one machine as a graphviz Digraph (deterministic)."""
     graph = graphviz.Digraph(machine.name, format="svg")
-    graph.attr(rankdir="TB", fontname=FONT, labelloc="t", nodesep="0.5", ranksep="0.6",
+    graph.attr(rankdir="TB", fontname=FONT, labelloc="t", nodesep="0.8", ranksep="0.9",
                newrank="true",
                label=f"{machine.name} ({len(machine.rules)} rules). Edges: event [guard] over "
                      "the rule name; rows in a state: rules that keep it; dashed: from several "
@@ -150,7 +157,8 @@ def machine_graph(machine: MachineSpec) -> graphviz.Digraph:
         with graph.subgraph() as row:
             row.attr(rank="same")
             for state in [s for s in machine.states if rank[s] == level]:
-                row.node(state, _state_label(state, stays[state], state == machine.initial))
+                row.node(state, _state_label(state, stays[state], state == machine.initial),
+                         tooltip=_tooltip(state, stays[state]))
     graph.node("start", "", shape="point", width="0.12")
     graph.edge("start", machine.initial)
 
@@ -176,7 +184,8 @@ def machine_graph(machine: MachineSpec) -> graphviz.Digraph:
                              f'<FONT POINT-SIZE="8" COLOR="#555555"> : {_lines(names)}'
                              "</FONT>")
             notes.node(f"note_{number}", "<" + '<BR ALIGN="LEFT"/>'.join(lines)
-                       + '<BR ALIGN="LEFT"/>>', shape="note", fontsize="9", margin="0.1")
+                       + '<BR ALIGN="LEFT"/>>', shape="note", fontsize="9", margin="0.1",
+                       tooltip=_tooltip(_group_name(sources, machine), rules))
             if number:  # stack the notes in one column
                 notes.edge(f"note_{number - 1}", f"note_{number}", style="invis")
     return graph

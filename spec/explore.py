@@ -139,11 +139,14 @@ def _report(name: str, values: Mapping[str, Any], step: Step) -> str:
 
 def random_walks(system: SystemSpec, walks: int, depth: int, seed: int = 0,
                  param_values: Mapping[str, Sequence[Any]] = DEFAULT_PARAM_VALUES,
-                 result: Exploration | None = None) -> Exploration:
-    """Coverage-guided random runs (go-explore style): each run starts from a state seen
-    before, prefers transitions that fire a rule not fired yet, and otherwise picks at
-    random; invariants are checked all along. Reaches the deep rules (closing handshakes,
-    joins) that breadth-first search cannot afford."""
+                 result: Exploration | None = None,
+                 start: Sequence[Mapping[str, Any]] = ()) -> Exploration:
+    """Coverage-guided random runs (go-explore style). Each run starts from a state seen
+    before (or one given in `start`, e.g. states of known traces), prefers transitions that
+    fire a rule not fired yet, and otherwise picks at random; invariants are checked all
+    along. Reaches the deep rules (closing handshakes, joins) that breadth-first search
+    cannot afford."""
+
     import random
 
     rng = random.Random(seed)
@@ -152,7 +155,7 @@ def random_walks(system: SystemSpec, walks: int, depth: int, seed: int = 0,
     sources = _sources(system)
     state_invariants = [inv for inv in system.invariants if inv.kind == "state"]
     step_invariants = [inv for inv in system.invariants if inv.kind == "step"]
-    archive = [system.initial_values()]
+    archive = [system.initial_values(), *(dict(values) for values in start)]
     promising: list[dict[str, Any]] = []  # states left with untried fresh transitions
     for _ in range(walks):
         values = promising.pop() if promising else rng.choice(archive)

@@ -78,7 +78,8 @@ def build_labels(config: Config | None = None) -> dict[str, Label]:
     config = config if config is not None else Config()
     units = config.max_bytes
     dsn = _int("dsn", 0, units, "data sequence offset of the first unit (relative to IDSN+1)")
-    length = _int("bytes", 0, units, "payload length in abstract units")
+    length = _int("bytes", 0, units, "length in abstract units (0: none)")
+    payload = _int("bytes", 1, units, "payload length in abstract units")
     ack = _int("ack", 0, units + 1, "DATA_ACK value (relative; the DATA_FIN takes one unit)")
     address_id = _int("address_id", 0, config.max_address_ids - 1, "MPTCP address ID")
     backup = _bool("backup", "the B (backup) flag")
@@ -92,7 +93,7 @@ def build_labels(config: Config | None = None) -> dict[str, Label]:
         Label("app_listen", APP, False, doc="listen(): passive open"),
         Label("app_connect", APP, False, doc="connect(): active open"),
         Label("app_accept", APP, False, doc="accept() returned this connection"),
-        Label("app_send", APP, False, (length,), doc="send(): the app wrote `bytes` units"),
+        Label("app_send", APP, False, (payload,), doc="send(): the app wrote `bytes` units"),
         Label("app_recv", APP, False, (length,),
               doc="recv(): the app read `bytes` units (0 = end of stream)"),
         Label("app_shutdown", APP, False, doc="shutdown(SHUT_WR): no more data to send"),
@@ -133,13 +134,13 @@ def build_labels(config: Config | None = None) -> dict[str, Label]:
         Label("send_rst", ENDPOINT, True, (reason,), doc="RST, maybe with MP_TCPRST"),
         Label("recv_rst", PEER, True, (reason,), doc="RST, maybe with MP_TCPRST"),
         # -- data sequence signal (RFC 8684 3.3) ---------------------------------------------
-        Label("send_data", ENDPOINT, True, (dsn, length),
+        Label("send_data", ENDPOINT, True, (dsn, payload),
               doc="payload with a DSS mapping on this segment"),
-        Label("recv_data", PEER, True, (dsn, length),
+        Label("recv_data", PEER, True, (dsn, payload),
               doc="payload with a DSS mapping on this segment"),
-        Label("send_data_plain", ENDPOINT, True, (dsn, length),
+        Label("send_data_plain", ENDPOINT, True, (dsn, payload),
               doc="payload without a DSS mapping on this segment"),
-        Label("recv_data_plain", PEER, True, (dsn, length),
+        Label("recv_data_plain", PEER, True, (dsn, payload),
               doc="payload without a DSS mapping on this segment"),
         Label("send_data_ack", ENDPOINT, True, (ack,), doc="DSS with a DATA_ACK"),
         Label("recv_data_ack", PEER, True, (ack,), doc="DSS with a DATA_ACK"),

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spec.events import (
+    AddAddr,
+    AddAddrTimerExpired,
     AddressAdded,
     AppAbort,
     AppAccept,
@@ -127,23 +129,30 @@ PASSIVE_CLOSE = Scenario(
 # -- a second subflow joined, used and removed (RFC 8684 3.2, 3.4.2) ----------------------
 _JOIN_EVENTS = _OPEN_AS_INITIATOR + (
     AddressAdded(1),
-    Sent(1, "S", options=(MpJoin(address_id=1),)),
+    Sent(0, "A", options=(AddAddr(1),)),  # announce it (3.4.1) ...
+    AddAddrTimerExpired(),
+    Sent(0, "A", options=(AddAddr(1),)),  # ... again, until echoed
+    Received(0, "A", options=(AddAddr(1, echo=True),)),
+    Sent(1, "S", options=(MpJoin(address_id=1),)),  # 15
     Received(1, "SA", options=(MpJoin(address_id=0, hmac_ok=True),)),
     Sent(1, "A", options=(MpJoin(),)),  # third ACK with HMAC-A
-    Received(1, "A", options=(Dss(data_ack=2),)),  # the fourth ACK
+    Received(1, "A", options=(Dss(data_ack=2),)),  # 18: the fourth ACK
     AppSend(2),
-    Sent(1, "A", payload=2, dsn=2, options=(Dss(data_ack=3, dsn=2, length=2),)),
+    Sent(1, "A", payload=2, dsn=2, options=(Dss(data_ack=3, dsn=2, length=2),)),  # 20
     Received(0, "A", options=(Dss(data_ack=4),)),  # DATA_ACK on the other subflow
     Sent(0, "A", options=(RemoveAddr((1,)),)),
-    Sent(1, "R", options=(MpTcpRst(0),)),
+    Sent(1, "FA", options=(Dss(data_ack=3),)),
+    Received(1, "FA", options=(Dss(data_ack=4),), acks_fin=True),
+    Sent(1, "A", options=(Dss(data_ack=3),)),
+    TimeWaitExpired(1),  # the connection lives on over subflow 0
 )
 JOIN = Scenario(
     "mp_join_used_and_removed",
-    "A second subflow is joined from a new local address, carries data, and is removed "
-    "with REMOVE_ADDR and a RST.",
+    "A second subflow is joined from a new, announced local address, carries data, and is "
+    "removed with REMOVE_ADDR and a FIN handshake.",
     _JOIN_EVENTS,
-    _JOIN_EVENTS[:14] + _JOIN_EVENTS[15:17] + _JOIN_EVENTS[14:15] + _JOIN_EVENTS[17:],
-    15, "data on the joining subflow before the fourth ACK",
+    _JOIN_EVENTS[:18] + _JOIN_EVENTS[19:21] + _JOIN_EVENTS[18:19] + _JOIN_EVENTS[21:],
+    19, "data on the joining subflow before the fourth ACK",
 )
 
 # -- a join whose HMAC is wrong is reset (RFC 8684 3.2) ----------------------------------
@@ -221,6 +230,74 @@ FASTCLOSE_RECEIVED = Scenario(
     8, "data is sent after the peer's MP_FASTCLOSE",
 )
 
+# -- both DATA_FINs cross (App. D: FIN_WAIT_1 -> CLOSING -> TIME_WAIT) ---------------------
+_SIMULTANEOUS_EVENTS = _OPEN_AS_INITIATOR + (
+    AppClose(),
+    Sent(0, "A", options=(Dss(data_ack=3, dsn=2, length=1, data_fin=True),)),
+    Received(0, "A", options=(Dss(data_ack=2, dsn=3, length=1, data_fin=True),)),
+    Sent(0, "A", options=(Dss(data_ack=4),)),
+    Received(0, "A", options=(Dss(data_ack=3),)),
+    Sent(0, "FA"),
+    Received(0, "A", acks_fin=True),
+    Received(0, "FA"),
+    Sent(0, "A"),
+    TimeWaitExpired(0),
+)
+SIMULTANEOUS_CLOSE = Scenario(
+    "data_fin_simultaneous_close",
+    "Both ends send DATA_FIN at once; then the subflow closes (TIME_WAIT on both levels).",
+    _SIMULTANEOUS_EVENTS,
+    _replace(_SIMULTANEOUS_EVENTS, 12, Sent(0, "A", options=(Dss(data_ack=5),))),
+    12, "a DATA_ACK beyond the peer's DATA_FIN",
+)
+
+# -- plain TCP at the listener: the peer closes first (RFC 8684 3.7, RFC 9293) -------------
+_PLAIN_LISTENER_EVENTS: tuple[Event, ...] = (
+    AppListen(),
+    Received(0, "S"),  # no MP_CAPABLE: a plain TCP client
+    Sent(0, "SA"),
+    Received(0, "A"),
+    AppAccept(),
+    Received(0, "A", payload=2, dsn=0),
+    Received(0, "FA"),
+    AppRecv(2),
+    AppRecv(0),
+    AppClose(),
+    Sent(0, "FA"),
+    Received(0, "A", acks_fin=True),
+)
+PLAIN_LISTENER = Scenario(
+    "plain_tcp_listener_passive_close",
+    "A client without MPTCP: the listener runs plain TCP and the client closes first.",
+    _PLAIN_LISTENER_EVENTS,
+    _replace(_PLAIN_LISTENER_EVENTS, 2, Sent(0, "SA", options=(MpCapable(1),))),
+    2, "MP_CAPABLE answers a SYN that had none",
+)
+
+# -- the initiator retries its SYN without MP_CAPABLE (3.7, Linux's SYN fallback) ----------
+_SYN_FALLBACK_EVENTS: tuple[Event, ...] = (
+    AppConnect(),
+    Sent(0, "S", options=(MpCapable(0),)),
+    Sent(0, "S"),  # retransmitted without MP_CAPABLE
+    Received(0, "SA", options=(MpCapable(1),)),  # answers the first SYN: ignored
+    Sent(0, "A"),
+    AppClose(),
+    Sent(0, "FA"),
+    Received(0, "A", acks_fin=True),
+    Received(0, "A", acks_fin=True),
+    Received(0, "FA"),
+    Sent(0, "A"),
+    TimeWaitExpired(0),
+)
+SYN_FALLBACK = Scenario(
+    "fallback_on_syn_retransmission",
+    "The SYN is retried without MP_CAPABLE; the connection is plain TCP and we close first.",
+    _SYN_FALLBACK_EVENTS,
+    _replace(_SYN_FALLBACK_EVENTS, 9, TimeWaitExpired(0)),
+    9, "a TIME_WAIT timeout in FIN_WAIT_2, before the peer's FIN",
+)
+
 SCENARIOS: tuple[Scenario, ...] = (
     ACTIVE_CLOSE, PASSIVE_CLOSE, JOIN, BAD_HMAC, FALLBACK, FASTCLOSE, FASTCLOSE_RECEIVED,
+    SIMULTANEOUS_CLOSE, PLAIN_LISTENER, SYN_FALLBACK,
 )

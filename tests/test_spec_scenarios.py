@@ -1,0 +1,57 @@
+"""The textbook scenarios through the monitor: each is accepted, and its broken twin is
+rejected at the right event, with a readable account of where the machines were."""
+
+from __future__ import annotations
+
+import pytest
+
+from spec.monitor import Monitor, check_trace
+from spec.scenarios import SCENARIOS
+
+IDS = [scenario.name for scenario in SCENARIOS]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_scenario_is_accepted(scenario):
+    verdict = check_trace(scenario.events)
+    assert verdict.accepted, verdict.message + "\n" + "\n".join(verdict.states)
+    assert verdict.index is None and verdict.events == len(scenario.events)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_broken_twin_is_rejected_at_the_right_event(scenario):
+    verdict = check_trace(scenario.broken)
+    assert not verdict.accepted, scenario.broken_doc
+    assert verdict.index == scenario.broken_at, verdict.message
+    assert verdict.message.startswith(f"event {scenario.broken_at} ")
+    assert verdict.states and all("conn=" in state for state in verdict.states)
+    assert verdict.enabled and all(":" in line for line in verdict.enabled)
+    # the prefix before the bad event is fine on its own
+    assert check_trace(scenario.broken[:scenario.broken_at]).accepted
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=IDS)
+def test_monitor_is_incremental(scenario):
+    monitor = Monitor()
+    results = [monitor.feed(event) for event in scenario.broken]
+    assert results[:scenario.broken_at] == [True] * scenario.broken_at
+    assert not any(results[scenario.broken_at:])
+    assert monitor.verdict.index == scenario.broken_at
+
+
+def test_rejection_names_the_states_and_what_was_enabled():
+    scenario = next(s for s in SCENARIOS if s.name == "mp_join_used_and_removed")
+    verdict = check_trace(scenario.broken)
+    assert "send_data_ack[1]" in verdict.message
+    assert any("sf1=PRE_ESTABLISHED" in state for state in verdict.states)
+    assert "recv_ack[1]: conn_ack, sf_join_fourth_ack" in verdict.enabled
+    assert "send_ack_join[1]: sf_join_third_ack" in verdict.enabled
+
+
+def test_final_states_of_the_textbook_closes():
+    by_name = {s.name: check_trace(s.events) for s in SCENARIOS}
+    for name in ("mp_capable_active_close", "mp_capable_passive_close",
+                 "fallback_synack_without_mp_capable", "mp_fastclose"):
+        assert all(state.startswith("conn=CLOSED") for state in by_name[name].states), name
+    assert "fallback=True" in by_name["fallback_synack_without_mp_capable"].states[0]
+    assert "fastclosed=True" in by_name["mp_fastclose"].states[0]
