@@ -7,7 +7,7 @@ calling them can never mistake a placeholder for a result.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -87,23 +87,34 @@ def lab_handshake(
 
 @lab_app.command("run")
 def lab_run(
-    peer: str = typer.Option("kernel", "--peer", help="The other end: kernel or ref."),
-    paths: int = typer.Option(1, "--paths", min=1, max=8, help="Number of paths."),
-    size: int = typer.Option(..., "--size", min=0, help="Bytes to transfer."),
-    direction: str = typer.Option(..., "--direction", help="up: our endpoint sends; down."),
-    proto: str = typer.Option("tcp", "--proto", help="tcp or mptcp."),
-    delay: str | None = typer.Option(None, "--delay", help="One-way delay, ms[,ms..]."),
-    loss: str | None = typer.Option(None, "--loss", help="Loss per direction, %[,%..]."),
-    rate: str | None = typer.Option(None, "--rate", help="Rate per direction, Mbit/s[,..]."),
-    ipv6: bool = typer.Option(False, "--ipv6", help="fd00::/8 instead of 198.18.0.0/15."),
-    pcap: Path | None = typer.Option(None, "--pcap", help="Capture our TUN packets here."),
-    eventlog: Path | None = typer.Option(None, "--eventlog", help="JSON-lines event log."),
-    initiator: str = typer.Option("ref", "--initiator", help="Who connects: ref or peer."),
-    close: str = typer.Option("graceful", "--close",
-                              help="graceful, abort-ref or abort-peer."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the payload and the links."),
-    timeout: float | None = typer.Option(None, "--timeout", help="Seconds before giving up."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write the JSON report here."),
+    size: Annotated[int, typer.Option("--size", min=0, help="Bytes to transfer.")],
+    direction: Annotated[str, typer.Option("--direction",
+                                           help="up: our endpoint sends; down: it receives.")],
+    peer: Annotated[str, typer.Option("--peer", help="The other end: kernel or ref.")]
+    = "kernel",
+    paths: Annotated[int, typer.Option("--paths", min=1, max=8, help="Number of paths.")] = 1,
+    proto: Annotated[str, typer.Option("--proto", help="tcp or mptcp.")] = "tcp",
+    delay: Annotated[str | None, typer.Option("--delay", help="One-way delay, ms[,ms..].")]
+    = None,
+    loss: Annotated[str | None, typer.Option("--loss", help="Loss each way, %[,%..].")]
+    = None,
+    rate: Annotated[str | None, typer.Option("--rate", help="Rate each way, Mbit/s[,..].")]
+    = None,
+    ipv6: Annotated[bool, typer.Option("--ipv6", help="fd00::/8, not 198.18.0.0/15.")]
+    = False,
+    pcap: Annotated[Path | None, typer.Option("--pcap", help="Capture our TUN packets.")]
+    = None,
+    eventlog: Annotated[Path | None, typer.Option("--eventlog", help="JSON-lines log.")]
+    = None,
+    initiator: Annotated[str, typer.Option("--initiator", help="Who connects: ref or peer.")]
+    = "ref",
+    close: Annotated[str, typer.Option("--close", help="graceful, abort-ref, abort-peer.")]
+    = "graceful",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the payload and links.")] = 0,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds to give up.")]
+    = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")]
+    = None,
 ) -> None:
     """Run one transfer in a fresh lab and print JSON (exit 0 ok, 1 failed)."""
     import json
@@ -126,6 +137,7 @@ def lab_run(
     except ValueError as error:
         error_console.print(f"[bold red]mptcp-ref lab run:[/] {error}")
         raise typer.Exit(2) from None
+
     def terminate(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt  # unwinds the lab like Ctrl-C: nothing is left behind
 
@@ -134,6 +146,14 @@ def lab_run(
         report = run_lab(spec)
     except NotBuiltYet as error:
         _not_built("lab run", str(error))
+    except KeyboardInterrupt:
+        error_console.print("mptcp-ref lab run: interrupted; the lab was removed")
+        raise typer.Exit(130) from None
+    except Exception as error:
+        # The lab could not be built (not root, no TUN, ...): still one JSON answer.
+        report = {"ok": False, "reason": f"{type(error).__name__}: {error}", "bytes": 0,
+                  "sha256_match": False, "seconds": None, "goodput_mbit": None,
+                  "subflows": [], "kernel_mib_delta": {}}
     text = json.dumps(report, indent=2, default=str)
     if json_path is not None:
         json_path.write_text(text + "\n")
