@@ -115,14 +115,19 @@ def test_data_fin_close_in_either_order(first):
     assert network.run(lambda: connection.is_closed and accepted.is_closed, time_limit=10)
     assert connection.closed_reason == accepted.closed_reason == "closed"
     assert connection.data_state == accepted.data_state == "CLOSED"
-    for sf in connection.subflows + accepted.subflows:
-        assert sf.tcp.state is TcpState.CLOSED  # subflows closed with FIN after DATA_FIN
+    # Subflows are closed with FIN after the DATA_FINs (3.3.3); TIME-WAIT runs out.
+    assert network.run(lambda: all(sf.tcp.state is TcpState.CLOSED for sf in
+                                   connection.subflows + accepted.subflows), time_limit=5)
+    assert all(sf.close_reason == "closed" for sf in connection.subflows + accepted.subflows)
 
 
 def test_simultaneous_close():
     network, client, server, connection, accepted = open_connection(PATHS[:1], 1, seed=12)
     connection.close()
     accepted.close()
+    assert connection.data_state == accepted.data_state == "FIN_WAIT_1"
+    assert network.run(lambda: connection.data_state in ("CLOSING", "TIME_WAIT"),
+                       time_limit=5)
     assert network.run(lambda: connection.is_closed and accepted.is_closed, time_limit=10)
     assert connection.peer_closed and accepted.peer_closed
 

@@ -110,6 +110,7 @@ class MptcpConnection:
         self._control: list[tuple[object, object, Segment]] = []
         self._subflows_closing = False
         self._pending_joins: list[tuple[Subflow, int]] = []
+        self._peer_closed_first = False
         self._now = 0.0
 
     # -- construction -----------------------------------------------------------------------
@@ -212,6 +213,7 @@ class MptcpConnection:
         """Orderly close of our direction: a DATA_FIN after the data (3.3.3)."""
         if self.fin_dsn is not None:
             return
+        self._peer_closed_first = self.peer_closed
         self.fin_dsn = self.snd_buffer.end
         if self.fallback:
             self.subflows[0].tcp.close()
@@ -237,7 +239,9 @@ class MptcpConnection:
         if not ours:
             return "CLOSE_WAIT" if theirs else "ESTABLISHED"
         if not self.fin_acked:
-            return "LAST_ACK" if theirs else "FIN_WAIT_1"
+            if not theirs:
+                return "FIN_WAIT_1"
+            return "LAST_ACK" if self._peer_closed_first else "CLOSING"
         return "TIME_WAIT" if theirs else "FIN_WAIT_2"
 
     @property
@@ -304,6 +308,17 @@ class MptcpConnection:
         self._now = now
         subflow.tcp.receive_segment(segment, now)
         self._drain(subflow)
+        self._check_finished()
+
+    def _check_finished(self) -> None:
+        """Appendix D: with both DATA_FINs acknowledged and every subflow closed or in
+        TIME-WAIT the connection is over (a subflow's TIME-WAIT only guards that
+        subflow's 4-tuple; the token is free again)."""
+        if self.closed_reason is not None or self.data_state != "TIME_WAIT":
+            return
+        if all(sf.dead or sf.tcp.state is S.TIME_WAIT for sf in self.subflows):
+            self.closed_reason = "closed"
+            self.host.tokens.release(self.local_token)
 
     def on_subflow_segment(self, subflow: Subflow, header: TcpHeader, payload,
                            relative_seq: int) -> None:
@@ -672,6 +687,7 @@ class MptcpConnection:
                     subflow.join_ack_backoff += 1
                     subflow.join_ack_deadline = now + subflow.tcp.rtt.rto * (
                         2 ** min(subflow.join_ack_backoff, 6))
+        self._check_finished()
         if self._fin_deadline is not None and now >= self._fin_deadline:
             self._fin_deadline = None
             if self._data_fin_due():
