@@ -16,9 +16,11 @@ from impl.wire.mptcp_options import (
     MPTCP_OPTION_TYPES,
     DataSequenceMapping,
     Dss,
+    MpFastclose,
     MpJoinAck,
     MpJoinSyn,
     MpJoinSynAck,
+    MpPrio,
     MpTcpRst,
     MpTcpRstReason,
 )
@@ -110,6 +112,8 @@ def test_bad_hmac_on_the_third_ack_resets_the_join_only():
     assert rst_options(network, server.host.address) == [
         MpTcpRst(MpTcpRstReason.MPTCP_SPECIFIC)]
     assert join.close_reason == "reset"
+    assert client.host.counters["MPRstRx"] == 1  # read from the RST the kernel's way
+    assert join.peer_rst_reason == MpTcpRstReason.MPTCP_SPECIFIC
     assert len(accepted.subflows) == 2 and accepted.subflows[1].dead
     client.mutate = None
     finish_transfer(network, connection, accepted)  # the connection carries on
@@ -226,3 +230,46 @@ def test_32_bit_dsn_and_data_ack_are_widened():
     assert shortened
     end = connection.local_idsn + 1 + (1 << 20)
     assert network.run(lambda: connection.snd_una == end, time_limit=2)
+
+
+def test_abort_resets_every_subflow_with_mp_fastclose():
+    network, client, server, connection, accepted = start(seed=7)
+    join = connection.add_subflow(CLIENT_ADDRESSES[1], now=network.now)
+    assert network.run(lambda: join.usable and len(accepted.subflows) == 2, time_limit=3)
+    connection.send(payload(500_000))
+    assert network.run(lambda: len(accepted.received) > 100_000, time_limit=5)
+    connection.abort()
+    assert connection.is_closed and connection.closed_reason == "aborted"
+    assert network.run(lambda: accepted.is_closed, time_limit=2)
+    assert accepted.closed_reason == "fastclose"
+    assert all(sf.tcp.is_closed for sf in accepted.subflows)
+    assert client.host.counters["MPFastcloseTx"] == 2
+    assert server.host.counters["MPFastcloseRx"] >= 1
+    fastcloses = [o for _, d in network.captured if d.segment.header.flags & TcpFlags.RST
+                  for o in d.segment.header.options if isinstance(o, MpFastclose)]
+    assert fastcloses and all(o.receiver_key == accepted.local_key for o in fastcloses)
+    assert server.host.tokens.lookup(accepted.local_token) is None
+
+
+def test_mp_prio_turns_the_peers_subflow_into_a_backup():
+    network, client, server, connection, accepted = start(seed=8)
+    join = connection.add_subflow(CLIENT_ADDRESSES[1], now=network.now)
+    assert network.run(lambda: join.usable and len(accepted.subflows) == 2
+                       and accepted.subflows[1].usable, time_limit=3)
+    connection.set_backup(join, True)
+    assert network.run(lambda: accepted.subflows[1].backup, time_limit=1)
+    assert any(isinstance(o, MpPrio) and o.backup for _, d in network.captured
+               for o in d.segment.header.options)
+    their_join = accepted.subflows[1]
+    before = their_join.tcp.sender.buffer.end
+    data = payload(800_000)
+    accepted.send(data)
+    got = bytearray()
+
+    def done():
+        got.extend(connection.read())
+        return len(got) >= len(data)
+
+    assert network.run(done, time_limit=30)
+    assert bytes(got) == data
+    assert their_join.tcp.sender.buffer.end == before  # the backup carried nothing

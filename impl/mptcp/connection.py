@@ -218,6 +218,29 @@ class MptcpConnection:
         if self.fallback:
             self.subflows[0].tcp.close()
 
+    def abort(self) -> None:
+        """Abortive close of the whole connection (3.5): every subflow is reset, the
+        RSTs carrying MP_FASTCLOSE with the peer's key (as Linux sends it) so the peer
+        drops the connection at once rather than waiting for the other subflows."""
+        if self.closed_reason is not None:
+            return
+        for subflow in self.subflows:
+            if not subflow.tcp.is_closed:
+                if not self.fallback and self.remote_key is not None:
+                    subflow.rst_options = (MpFastclose(self.remote_key),)
+                    self.counters.inc("MPFastcloseTx")
+                subflow.tcp.abort()
+        self.closed_reason = "aborted"
+        self.host.tokens.release(self.local_token)
+
+    def set_backup(self, subflow: Subflow, backup: bool) -> None:
+        """Change a subflow's priority and tell the peer with MP_PRIO (3.3.8), which
+        applies to the subflow it is sent on."""
+        subflow.backup = backup
+        if not self.fallback:
+            subflow.prio_pending = backup
+            subflow.tcp.request_ack()
+
     def read(self) -> bytes:
         data = bytes(self.received)
         self.received.clear()
@@ -278,6 +301,10 @@ class MptcpConnection:
                 return (handshake.third_ack_option(
                     self.local_key, self.remote_key, self.checksums, record.length,
                     record.checksum),)
+        if kind is SegmentKind.ACK and subflow.prio_pending is not None:
+            option = MpPrio(subflow.prio_pending)
+            subflow.prio_pending = None
+            return (option,)
         data_ack = self._data_ack()
         mapping = None
         data_fin = False
@@ -306,9 +333,27 @@ class MptcpConnection:
 
     def receive(self, subflow: Subflow, segment: Segment, now: float) -> None:
         self._now = now
-        subflow.tcp.receive_segment(segment, now)
+        tcp = subflow.tcp
+        was_open = not tcp.is_closed
+        tcp.receive_segment(segment, now)
+        if segment.header.flags & TcpFlags.RST and was_open and tcp.is_closed:
+            self._on_reset(subflow, segment.header)  # the TCP accepted the RST
         self._drain(subflow)
         self._check_finished()
+
+    def _on_reset(self, subflow: Subflow, header: TcpHeader) -> None:
+        """The TCP hook never sees RSTs, so their MPTCP options are read here, once
+        the subflow accepted the RST (RFC 5961 checks passed)."""
+        if self.fallback:
+            return
+        for option in header.mptcp_options():
+            if isinstance(option, MpTcpRst):
+                self.counters.inc("MPRstRx")  # 3.6: why the peer reset this subflow
+                subflow.peer_rst_reason = option.reason
+            elif isinstance(option, MpFastclose) and option.receiver_key == self.local_key:
+                # 3.5: the peer abandoned the whole connection.
+                self.counters.inc("MPFastcloseRx")
+                self._abort_all("fastclose")
 
     def _check_finished(self) -> None:
         """Appendix D: with both DATA_FINs acknowledged and every subflow closed or in
@@ -577,6 +622,7 @@ class MptcpConnection:
             if not subflow.tcp.is_closed:
                 subflow.tcp.abort()
         self.closed_reason = reason
+        self.host.tokens.release(self.local_token)
 
     def _maybe_close_subflows(self) -> None:
         """3.3.3: once both DATA_FINs are acknowledged, close every subflow (FIN)."""
@@ -644,14 +690,19 @@ class MptcpConnection:
         for subflow in self.subflows:
             for segment in subflow.tcp.segments_to_send(now):
                 header = segment.header
-                if header.flags & TcpFlags.RST and subflow.rst_reason is not None and (
-                    not self.fallback
+                if header.flags & TcpFlags.RST and not self.fallback and (
+                    subflow.rst_reason is not None or subflow.rst_options
                 ):
-                    header = dataclasses.replace(
-                        header, options=header.options + (MpTcpRst(subflow.rst_reason),))
+                    # impl.tcp builds RSTs without asking the hook; MP_TCPRST (3.6) and
+                    # MP_FASTCLOSE (3.5) ride on them, so they are added here.
+                    extra = subflow.rst_options
+                    if subflow.rst_reason is not None:
+                        extra += (MpTcpRst(subflow.rst_reason),)
+                        self.counters.inc("MPRstTx")
+                    header = dataclasses.replace(header, options=header.options + extra)
                     segment = Segment(header, segment.payload)
-                    self.counters.inc("MPRstTx")
                     subflow.rst_reason = None  # later RSTs answer stray segments
+                    subflow.rst_options = ()
                 out.append((subflow.local, subflow.remote, segment))
         return out
 

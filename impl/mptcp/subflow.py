@@ -62,6 +62,9 @@ class Subflow:
         self.dead = False  # closed, reset or given up: carries nothing more
         self.rst_reason: int | None = None  # MP_TCPRST reason for the RST we send
         self.close_reason: str | None = None
+        self.rst_options: tuple = ()  # more MPTCP options for our next RST (MP_FASTCLOSE)
+        self.peer_rst_reason: int | None = None  # MP_TCPRST reason the peer sent us
+        self.prio_pending: bool | None = None  # MP_PRIO to send on the next ACK
         self.join_ack_deadline: float | None = None  # resend MP_JOIN's third ACK (3.2)
         self.join_ack_backoff = 0
 
