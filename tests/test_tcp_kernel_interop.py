@@ -71,6 +71,15 @@ def test_64_mib_clean_transfer(direction: str) -> None:
     _transfer(peer="kernel", direction=direction, size=64 * MiB, seed=64, timeout=90)
 
 
+@pytest.mark.parametrize("size", [0, 1, 1449])
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_tiny_transfers(direction: str, size: int) -> None:
+    # Nothing at all (SYN, FIN, FIN), one byte (data and FIN on one segment), one full
+    # segment plus one byte; with 10 ms each way so every segment is its own round.
+    _transfer(peer="kernel", direction=direction, size=size,
+              paths=[PathSpec(delay=0.01)], timeout=20)
+
+
 @pytest.mark.parametrize("direction", ["up", "down"])
 def test_linux_connects_to_our_listener(direction: str) -> None:
     # Our passive open (RFC 9293 3.10.7.2) answering Linux's SYN with all its options.
