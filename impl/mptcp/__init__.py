@@ -1,8 +1,9 @@
 """Sans-I/O MPTCP v1 endpoint (RFC 8684) riding on `impl.tcp` subflows through the
 `TcpHook` interface (this package imports `impl.tcp`; never the other way round).
 
-    connection.py  MptcpConnection: keys, data-level send/receive, DATA_ACK, DATA_FIN
+    connection.py  MptcpConnection: keys, data-level receive, DATA_ACK, DATA_FIN
                    (Appendix D), fallback (3.7), reinjection when a subflow dies
+    output.py      options per segment, the scheduling loop, DATA_FIN, RST options
     subflow.py     Subflow: the TcpHook of one subflow and its per-subflow state
     handshake.py   MP_CAPABLE options and checks (3.1)
     join.py        MP_JOIN state and HMAC checks (3.2)
@@ -11,8 +12,9 @@
     counters.py    counters under the Linux MIB names (MPTcpExt)
     host.py        MptcpHost (listeners, 4-tuple demultiplexing) and TokenTable
 
-Not built yet: path management (ADD_ADDR, REMOVE_ADDR), MP_PRIO sending, MP_FAIL and
-the infinite mapping on send, MP_FASTCLOSE on send, `project()` onto the spec state.
+Not built yet: path management (ADD_ADDR, REMOVE_ADDR), MP_FAIL and the infinite
+mapping on send, a connection-level receive window of our own (3.3.4: the TCP hook
+cannot set the window field), `project()` onto the spec state.
 """
 
 from .connection import MptcpConfig, MptcpConnection

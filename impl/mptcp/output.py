@@ -1,0 +1,175 @@
+"""Output of an `MptcpConnection`, kept apart so each file reads in one sitting (as
+`impl.tcp.output` is for TCP): the MPTCP options each subflow segment carries, the
+scheduler loop that hands data-level bytes to subflows, DATA_FIN (re)transmission, and
+the segments the connection emits (RSTs dressed with MP_TCPRST / MP_FASTCLOSE).
+
+Options by segment (RFC 8684): SYN and SYN/ACK carry MP_CAPABLE (3.1) or MP_JOIN (3.2);
+the joiner's ACKs carry MP_JOIN's HMAC-A until the fourth ACK (3.2); the initiator's
+ACKs carry MP_CAPABLE with both keys until a DSS arrives, its first data segment the
+22/24-byte form (3.1); everything else a DSS with the 64-bit DATA_ACK and, on data, the
+mapping of the bytes' record (3.3), or a bare DATA_FIN on a pure ACK (3.3.3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from impl.tcp.hooks import SegmentKind
+from impl.tcp.segment import Segment, options_length
+from impl.tcp.state import TcpState
+from impl.wire.mptcp_options import DataSequenceMapping, Dss, MpPrio, MpTcpRst
+from impl.wire.tcp import TcpFlags
+
+from . import handshake
+from .dss import MASK64, Mapping, mapping_checksum
+from .subflow import Subflow
+
+__all__ = ["OutputMixin"]
+
+_MAX_MAPPING = 0xFFFF  # data-level length is 16 bits (3.3, figure 5)
+S = TcpState
+
+
+class OutputMixin:
+    """Segment and option construction for `MptcpConnection`."""
+
+    # -- options we send ----------------------------------------------------------------------
+
+    def _data_ack(self) -> int | None:
+        return self.reassembly.rcv_nxt if self.reassembly is not None else None
+
+    def options_for(self, subflow: Subflow, kind: SegmentKind, relative_seq: int,
+                    length: int, space: int) -> tuple:
+        join = subflow.join
+        if kind is SegmentKind.SYN:
+            if join is None:
+                self.counters.inc("MPCapableSYNTX")
+                return (handshake.syn_option(self.checksums),)
+            return (join.syn_option(self.remote_token),)
+        if kind is SegmentKind.SYNACK:
+            if join is None:
+                return (handshake.syn_ack_option(self.local_key, self.checksums),)
+            return (join.syn_ack_option(self.local_key, self.remote_key),)
+        if join is not None and join.active and not join.fourth_ack_seen:
+            # 3.2: the third ACK (repeated until the listener acknowledges it).
+            if kind is SegmentKind.ACK:
+                return (join.third_ack_option(self.local_key, self.remote_key),)
+        record = subflow.records.find(relative_seq) if kind is SegmentKind.DATA else None
+        if subflow.initial and self.client and not self.fully_established:
+            if kind is SegmentKind.ACK:
+                return (handshake.third_ack_option(self.local_key, self.remote_key,
+                                                   self.checksums),)
+            if record is not None and record.ssn == 1 and relative_seq == 1:
+                return (handshake.third_ack_option(
+                    self.local_key, self.remote_key, self.checksums, record.length,
+                    record.checksum),)
+        if kind is SegmentKind.ACK and subflow.prio_pending is not None:
+            option = MpPrio(subflow.prio_pending)
+            subflow.prio_pending = None
+            return (option,)
+        data_ack = self._data_ack()
+        mapping = None
+        data_fin = False
+        if record is not None:
+            mapping = DataSequenceMapping(record.dsn & MASK64, record.ssn & 0xFFFFFFFF,
+                                          record.length, record.checksum)
+        elif kind is SegmentKind.ACK and self._data_fin_due():
+            # 3.3.3: a bare DATA_FIN: subflow sequence 0, data-level length 1.
+            checksum = mapping_checksum(self.fin_dsn, 0, 1, b"") if self.checksums else None
+            mapping = DataSequenceMapping(self.fin_dsn & MASK64, 0, 1, checksum)
+            data_fin = True
+        if data_ack is None and mapping is None:
+            return ()
+        option = Dss(data_ack=data_ack & MASK64 if data_ack is not None else None,
+                     mapping=mapping, data_fin=data_fin)
+        if options_length((option,)) > space:  # never expected: DSS_SPACE is reserved
+            option = Dss(data_ack=data_ack & MASK64) if data_ack is not None else None
+            return (option,) if option is not None else ()
+        return (option,)
+
+    def _data_fin_due(self) -> bool:
+        return (self.fin_dsn is not None and not self.fin_acked
+                and self.snd_nxt >= self.fin_dsn and not self.reinject)
+
+    # -- output -------------------------------------------------------------------------
+
+    def _schedule(self, now: float) -> None:
+        """Hand data-level bytes to subflows (3.3.8 scheduling, 3.3.6 reinjection)."""
+        while True:
+            if self.reinject:
+                start, end = self.reinject[0]
+                reinjection = True
+            else:
+                start = self.snd_nxt
+                end = min(self.snd_buffer.end, self.send_edge)
+                reinjection = False
+            if end <= start:
+                return
+            candidates = [sf for sf in self.subflows if sf.usable and sf.room() > 0]
+            regular_alive = any(sf.usable and not sf.backup for sf in self.subflows)
+            subflow = self.scheduler.choose(candidates, regular_alive)
+            if subflow is None:
+                return
+            room = subflow.room()
+            unit = subflow.max_payload
+            length = min(end - start, room, (_MAX_MAPPING // unit) * unit)
+            if length < end - start:
+                length -= length % unit  # whole segments only, unless it is the tail
+                if length == 0:
+                    if subflow.tcp.sender.flight_size:
+                        return  # wait for room for a full segment
+                    length = min(end - start, room)
+            data = self.snd_buffer.read(start, length)
+            checksum = None
+            ssn = subflow.next_ssn
+            if self.checksums:
+                checksum = mapping_checksum(start, ssn, length, data)
+            subflow.records.add(Mapping(ssn, start, length, checksum))
+            subflow.tcp.send(data)
+            if reinjection:
+                if start + length >= end:
+                    self.reinject.pop(0)
+                else:
+                    self.reinject[0] = (start + length, end)
+            else:
+                self.snd_nxt = start + length
+
+    def packets_to_send(self, now: float) -> list[tuple[object, object, Segment]]:
+        self._now = now
+        if not self.fallback:
+            if self._pending_joins and self._ready_to_join:
+                pending, self._pending_joins = self._pending_joins, []
+                for subflow, remote_port in pending:
+                    self._start_subflow(subflow, remote_port, now)
+            self._schedule(now)
+            if self._data_fin_due() and self._fin_deadline is None:
+                self._send_data_fin(now)
+        out, self._control = self._control, []
+        for subflow in self.subflows:
+            for segment in subflow.tcp.segments_to_send(now):
+                header = segment.header
+                if header.flags & TcpFlags.RST and not self.fallback and (
+                    subflow.rst_reason is not None or subflow.rst_options
+                ):
+                    # impl.tcp builds RSTs without asking the hook; MP_TCPRST (3.6) and
+                    # MP_FASTCLOSE (3.5) ride on them, so they are added here.
+                    extra = subflow.rst_options
+                    if subflow.rst_reason is not None:
+                        extra += (MpTcpRst(subflow.rst_reason),)
+                        self.counters.inc("MPRstTx")
+                    header = dataclasses.replace(header, options=header.options + extra)
+                    segment = Segment(header, segment.payload)
+                    subflow.rst_reason = None  # later RSTs answer stray segments
+                    subflow.rst_options = ()
+                out.append((subflow.local, subflow.remote, segment))
+        return out
+
+    def _send_data_fin(self, now: float) -> None:
+        """Put a bare DATA_FIN on an ACK of every usable subflow, and again after a
+        timeout until it is DATA_ACKed (3.3.3)."""
+        usable = [sf for sf in self.subflows if sf.usable or (
+            not sf.dead and sf.tcp.state in (S.ESTABLISHED, S.CLOSE_WAIT))]
+        for subflow in usable:
+            subflow.tcp.request_ack()
+        rto = max((sf.tcp.rtt.rto for sf in usable), default=1.0)
+        self._fin_deadline = now + max(self.config.data_fin_rto, rto)
