@@ -10,11 +10,13 @@
     dss.py         mappings sent and received, 32-bit widening, data-level reassembly
     scheduler.py   Scheduler interface; lowest-RTT default with backup subflows
     counters.py    counters under the Linux MIB names (MPTcpExt)
+    pm.py          ADD_ADDR (HMAC, resent until echoed) and REMOVE_ADDR signalling
     host.py        MptcpHost (listeners, 4-tuple demultiplexing) and TokenTable
 
-Not built yet: path management (ADD_ADDR, REMOVE_ADDR), MP_FAIL and the infinite
-mapping on send, a connection-level receive window of our own (3.3.4: the TCP hook
-cannot set the window field), `project()` onto the spec state.
+Not built yet: an automatic path manager (the caller opens joins and announces
+addresses), MP_FAIL and the infinite mapping on send, a connection-level receive window
+of our own (3.3.4: the TCP hook cannot set the window field), `project()` onto the spec
+state.
 """
 
 from .connection import MptcpConfig, MptcpConnection

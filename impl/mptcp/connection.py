@@ -32,6 +32,7 @@ from impl.tcp.events import DataReceived, PeerClosed
 from impl.tcp.segment import Segment
 from impl.tcp.state import TcpState
 from impl.wire.mptcp_options import (
+    AddAddr,
     Dss,
     MpCapable,
     MpFastclose,
@@ -40,6 +41,7 @@ from impl.wire.mptcp_options import (
     MpPrio,
     MpTcpRst,
     MpTcpRstReason,
+    RemoveAddr,
 )
 from impl.wire.tcp import TcpFlags, TcpHeader
 
@@ -53,6 +55,7 @@ from .dss import (
 )
 from .join import JoinState
 from .output import OutputMixin
+from .pm import PathSignals
 from .scheduler import LowestRttScheduler, Scheduler
 from .subflow import Subflow
 
@@ -68,6 +71,10 @@ class MptcpConfig:
     scheduler: Callable[[], Scheduler] = LowestRttScheduler
     # Bare DATA_FIN resend interval floor (data-level retransmission, 3.3.3).
     data_fin_rto: float = 0.2
+    # ADD_ADDR resend interval and tries until echoed (3.4.1; Linux: add_addr_timeout
+    # 120 s and ADD_ADDR_RETRANS_MAX 3; shorter here because our links are simulated).
+    add_addr_timeout: float = 2.0
+    add_addr_tries: int = 3
 
 
 class MptcpConnection(OutputMixin):
@@ -107,6 +114,8 @@ class MptcpConnection(OutputMixin):
         self._subflows_closing = False
         self._pending_joins: list[tuple[Subflow, int]] = []
         self._peer_closed_first = False
+        self.signals = PathSignals(self.counters, config.add_addr_timeout,
+                                   config.add_addr_tries)
         self._now = 0.0
 
     # -- construction -----------------------------------------------------------------------
@@ -237,6 +246,27 @@ class MptcpConnection(OutputMixin):
             subflow.prio_pending = backup
             subflow.tcp.request_ack()
 
+    def announce_address(self, address, port: int | None = None) -> None:
+        """ADD_ADDR one of our host's addresses (3.4.1), resent until echoed."""
+        address = ipaddress.ip_address(address)
+        self.signals.announce(self.host.address_id(address), address, port)
+        self._request_signal_ack(exclude=None)
+
+    def remove_address(self, address) -> None:
+        """REMOVE_ADDR (3.4.2): stop using `address`; our subflows on it are reset."""
+        address = ipaddress.ip_address(address)
+        self.signals.remove(self.host.address_id(address))
+        for subflow in self.subflows:
+            if subflow.local == address and not subflow.tcp.is_closed:
+                subflow.tcp.abort()
+        self._request_signal_ack(exclude=address)
+
+    def _request_signal_ack(self, exclude) -> None:
+        for subflow in self.subflows:
+            if subflow.usable and subflow.local != exclude:
+                subflow.tcp.request_ack()
+                return
+
     def read(self) -> bytes:
         data = bytes(self.received)
         self.received.clear()
@@ -326,7 +356,15 @@ class MptcpConnection(OutputMixin):
             elif isinstance(option, MpCapable) and option.data_length is not None:
                 self._on_mp_capable_data(subflow, option)
             elif isinstance(option, MpPrio):
+                self.counters.inc("MPPrioRx")
                 subflow.backup = option.backup  # 3.3.8: applies to this subflow
+            elif isinstance(option, AddAddr) and self.remote_key is not None:
+                self.signals.on_add_addr(option, self.local_key, self.remote_key)
+                if self.signals.has_pending(self._now):
+                    subflow.tcp.request_ack()  # the echo
+            elif isinstance(option, RemoveAddr):
+                for address_id in self.signals.on_remove_addr(option):
+                    self._close_subflows_of_remote(address_id)
             elif isinstance(option, MpFastclose):
                 if option.receiver_key == self.local_key:  # 3.5
                     self.counters.inc("MPFastcloseRx")
@@ -541,6 +579,13 @@ class MptcpConnection(OutputMixin):
             self.closed_reason = "closed" if done else reason
             self.host.tokens.release(self.local_token)
 
+    def _close_subflows_of_remote(self, address_id: int) -> None:
+        """3.4.2: the peer stopped using an address: reset our subflows to it."""
+        for subflow in self.subflows:
+            if subflow.remote_address_id == address_id and not subflow.tcp.is_closed:
+                self.counters.inc("RmSubflow")
+                subflow.tcp.abort()
+
     def _reset_subflow(self, subflow: Subflow, reason: int,
                        syn_ack: TcpHeader | None = None) -> None:
         """Reset one subflow with MP_TCPRST (3.6); the connection carries on."""
@@ -574,6 +619,7 @@ class MptcpConnection(OutputMixin):
     def next_timer(self) -> float | None:
         timers = [sf.tcp.next_timer() for sf in self.subflows]
         timers += [sf.join_ack_deadline for sf in self.subflows]
+        timers.append(self.signals.next_deadline())
         timers.append(self._fin_deadline)
         pending = [t for t in timers if t is not None]
         return min(pending) if pending else None
@@ -594,6 +640,9 @@ class MptcpConnection(OutputMixin):
                     subflow.join_ack_deadline = now + subflow.tcp.rtt.rto * (
                         2 ** min(subflow.join_ack_backoff, 6))
         self._check_finished()
+        signal_deadline = self.signals.next_deadline()
+        if signal_deadline is not None and signal_deadline <= now:
+            self._request_signal_ack(exclude=None)
         if self._fin_deadline is not None and now >= self._fin_deadline:
             self._fin_deadline = None
             if self._data_fin_due():

@@ -28,6 +28,16 @@ COUNTER_NAMES = (
     "InfiniteMapRx",
     "DuplicateData",  # data-level bytes received twice
     "OFOQueue",  # data-level bytes queued out of order
+    "AddAddr",  # authentic ADD_ADDR received (3.4.1)
+    "AddAddrTx",
+    "AddAddrDrop",  # ADD_ADDR with a bad HMAC, ignored
+    "EchoAdd",  # our ADD_ADDR echoed
+    "EchoAddTx",
+    "RmAddr",  # REMOVE_ADDR received (3.4.2)
+    "RmAddrTx",
+    "RmSubflow",  # subflows closed because of a REMOVE_ADDR
+    "MPPrioTx",  # MP_PRIO (3.3.8)
+    "MPPrioRx",
     "MPFailRx",
     "MPFailTx",
     "MPFastcloseRx",

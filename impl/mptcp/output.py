@@ -66,8 +66,17 @@ class OutputMixin:
         if kind is SegmentKind.ACK and subflow.prio_pending is not None:
             option = MpPrio(subflow.prio_pending)
             subflow.prio_pending = None
+            self.counters.inc("MPPrioTx")
             return (option,)
         data_ack = self._data_ack()
+        if kind is SegmentKind.ACK and self._ready_to_join and self.signals.has_pending(
+            self._now
+        ):
+            signal = self.signals.next_option(self._now, self.local_key, self.remote_key)
+            if signal is not None:
+                # 3.4: ADD_ADDR / REMOVE_ADDR on a pure ACK, with the DATA_ACK if it fits.
+                with_ack = (signal, Dss(data_ack=data_ack & MASK64))
+                return with_ack if options_length(with_ack) <= space else (signal,)
         mapping = None
         data_fin = False
         if record is not None:

@@ -94,6 +94,13 @@ class Subflow:
         return True
 
     @property
+    def remote_address_id(self) -> int:
+        """The peer's address ID of this subflow (3.4: 0 for the initial subflow)."""
+        if self.join is None or self.join.remote_address_id is None:
+            return 0
+        return self.join.remote_address_id
+
+    @property
     def smoothed_rtt(self) -> float:
         rtt = self.tcp.rtt
         return rtt.srtt if rtt.srtt is not None else rtt.rto
