@@ -152,3 +152,46 @@ def test_reinjection_when_a_subflow_dies():
     assert bytes(got) == data
     assert client.host.counters["MPTCPRetrans"] == 1
     assert doomed.dead and connection.subflows[0].usable
+
+
+def test_a_path_that_goes_dark_is_left_and_its_data_reinjected():
+    network, client, server, connection, accepted = open_connection(
+        [LinkConfig(delay=0.01, rate=20e6), LinkConfig(delay=0.01, rate=20e6)], 2, seed=14)
+    data = payload(2 << 20)
+    connection.send(data)
+    dark = connection.subflows[1]
+    assert network.run(lambda: dark.tcp.sender.flight_size > 50_000, time_limit=5)
+    # No RST, no FIN: the second path silently drops everything from now on.
+    network.filters.append(lambda d, now: d.src == dark.local or d.dst == dark.local)
+    started = network.now
+    got = bytearray()
+
+    def done():
+        got.extend(accepted.read())
+        return len(got) >= len(data)
+
+    assert network.run(done, time_limit=30)
+    assert bytes(got) == data
+    assert dark.stale and not dark.dead  # still retrying on its own
+    assert client.host.counters["MPTCPRetrans"] == 1
+    # Two RTOs (about 0.2 + 0.4 s) and the rest over path 1 at 20 Mbit/s, not minutes.
+    assert network.now - started < 5
+
+
+@pytest.mark.parametrize("seed", [76, 98])
+def test_harsh_paths_with_reordering_duplicates_and_stale_reinjection(seed):
+    # These seeds once stalled: data reinjected elsewhere was DATA_ACKed, the sender
+    # forgot its mapping, and the original subflow then retransmitted it without one.
+    paths = [
+        LinkConfig(delay=0.01 * (1 + seed % 3), rate=10e6, loss=0.03, queue_limit=60_000,
+                   reorder=0.02),
+        LinkConfig(delay=0.02, rate=5e6, loss=0.05, queue_limit=60_000, duplicate=0.01),
+        LinkConfig(delay=0.003, rate=8e6, loss=0.02, queue_limit=60_000, jitter=0.002),
+    ]
+    config = MptcpConfig(checksums=bool(seed % 2), tcp=CONFIG.tcp)
+    network, client, server, connection, accepted = open_connection(
+        paths, 1 + seed % 3, seed=seed, config=config)
+    transfer(network, connection, accepted, payload(600_000, seed=seed), time_limit=60)
+    connection.close()
+    accepted.close()
+    assert network.run(lambda: connection.is_closed and accepted.is_closed, time_limit=30)

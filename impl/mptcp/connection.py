@@ -75,6 +75,9 @@ class MptcpConfig:
     # 120 s and ADD_ADDR_RETRANS_MAX 3; shorter here because our links are simulated).
     add_addr_timeout: float = 2.0
     add_addr_tries: int = 3
+    # A subflow with this many retransmission timeouts in a row is stale: the scheduler
+    # avoids it and its unacknowledged data is reinjected elsewhere (3.3.6).
+    stale_timeouts: int = 2
 
 
 class MptcpConnection(OutputMixin):
@@ -512,7 +515,7 @@ class MptcpConnection(OutputMixin):
         self.send_edge = max(self.send_edge, ack + window)
         self.reinject = [(max(s, ack), e) for s, e in self.reinject if e > ack]
         for each in self.subflows:
-            each.records.forget_acked(ack)
+            each.records.forget_acked(ack, each.tcp.sender.snd_una - each.tcp.iss)
         self._maybe_close_subflows()
 
     def _data_fin_sent(self) -> bool:
@@ -566,18 +569,33 @@ class MptcpConnection(OutputMixin):
 
     def on_subflow_closed(self, subflow: Subflow, reason: str) -> None:
         subflow.dead = True
-        if not self.fallback and self.snd_una < self.snd_nxt:
+        if not self.fallback and self.snd_una < self.snd_nxt and not subflow.was_stale:
             # 3.3.6: data the dead subflow carried may never arrive; send it again on
             # the others (the receiver drops what it already has).
-            ranges = subflow.records.unacknowledged(self.snd_una)
-            if ranges:
-                self.counters.inc("MPTCPRetrans")
-                self.reinject.extend(ranges)
-                self.reinject.sort()
+            self._reinject_from(subflow)
         if all(each.dead for each in self.subflows) and self.closed_reason is None:
             done = self.data_state == "TIME_WAIT" or (self.fallback and reason == "closed")
             self.closed_reason = "closed" if done else reason
             self.host.tokens.release(self.local_token)
+
+    def _check_stale(self, subflow: Subflow) -> None:
+        """3.3.6: data stuck on a stale subflow is sent again on the others (once per
+        stale episode; the receiver drops whichever copy arrives second)."""
+        if not subflow.stale:
+            subflow.was_stale = False
+            return
+        if subflow.was_stale or subflow.dead or self.fallback:
+            return
+        subflow.was_stale = True
+        if any(sf.usable and not sf.stale for sf in self.subflows if sf is not subflow):
+            self._reinject_from(subflow)
+
+    def _reinject_from(self, subflow: Subflow) -> None:
+        ranges = subflow.records.unacknowledged(self.snd_una)
+        if ranges:
+            self.counters.inc("MPTCPRetrans")
+            self.reinject.extend(ranges)
+            self.reinject.sort()
 
     def _close_subflows_of_remote(self, address_id: int) -> None:
         """3.4.2: the peer stopped using an address: reset our subflows to it."""
@@ -631,6 +649,7 @@ class MptcpConnection(OutputMixin):
             if deadline is not None and deadline <= now:
                 subflow.tcp.handle_timer(now)
                 self._drain(subflow)
+                self._check_stale(subflow)
             deadline = subflow.join_ack_deadline
             if deadline is not None and deadline <= now:
                 subflow.join_ack_deadline = None

@@ -91,11 +91,14 @@ class SendRecords:
         """DSN ranges of records not wholly covered by `data_ack` (for reinjection)."""
         return [(max(r.dsn, data_ack), r.dsn_end) for r in self.records if r.dsn_end > data_ack]
 
-    def forget_acked(self, data_ack: int) -> None:
-        """Drop leading records wholly DATA_ACKed: no segment of them needs its mapping
-        any more (the subflow acknowledged them before the data level did)."""
+    def forget_acked(self, data_ack: int, subflow_una: int) -> None:
+        """Drop leading records both DATA_ACKed and acknowledged on the subflow. Data
+        acknowledged only at the data level (a reinjected copy got there first) may
+        still be retransmitted by the subflow, and every copy needs its mapping."""
         keep = 0
-        while keep < len(self.records) - 1 and self.records[keep].dsn_end <= data_ack:
+        while keep < len(self.records) - 1 and self.records[keep].dsn_end <= data_ack and (
+            self.records[keep].ssn_end <= subflow_una
+        ):
             keep += 1
         if keep:
             del self.records[:keep]

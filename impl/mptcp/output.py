@@ -114,8 +114,12 @@ class OutputMixin:
                 reinjection = False
             if end <= start:
                 return
-            candidates = [sf for sf in self.subflows if sf.usable and sf.room() > 0]
-            regular_alive = any(sf.usable and not sf.backup for sf in self.subflows)
+            # Stale subflows (retransmission timeouts in a row: the path may be dark)
+            # are left out while any other subflow is usable (Linux: stale_loss_cnt).
+            usable = [sf for sf in self.subflows if sf.usable]
+            fresh = [sf for sf in usable if not sf.stale] or usable
+            candidates = [sf for sf in fresh if sf.room() > 0]
+            regular_alive = any(not sf.backup for sf in fresh)
             subflow = self.scheduler.choose(candidates, regular_alive)
             if subflow is None:
                 return

@@ -67,6 +67,7 @@ class Subflow:
         self.prio_pending: bool | None = None  # MP_PRIO to send on the next ACK
         self.join_ack_deadline: float | None = None  # resend MP_JOIN's third ACK (3.2)
         self.join_ack_backoff = 0
+        self.was_stale = False  # its data was reinjected when it went stale
 
     @property
     def key(self) -> tuple:
@@ -99,6 +100,14 @@ class Subflow:
         if self.join is None or self.join.remote_address_id is None:
             return 0
         return self.join.remote_address_id
+
+    @property
+    def stale(self) -> bool:
+        """Several retransmission timeouts in a row without progress: the path may be
+        dead without anyone saying so (Linux: net.mptcp.stale_loss_cnt)."""
+        tcp = self.tcp
+        return tcp is not None and (
+            tcp.sender.consecutive_timeouts >= self.connection.config.stale_timeouts)
 
     @property
     def smoothed_rtt(self) -> float:
