@@ -209,11 +209,30 @@ def test_listener_falls_back_when_the_third_ack_has_no_mptcp_option():
 
     stripped: list = []
     client.mutate = strip
-    connect(network, client, server)
+    connection = connect(network, client, server)
     assert network.run(lambda: bool(server.host.accepted) and
                        server.host.accepted[0].fallback, time_limit=2)
     assert server.host.counters["MPCapableFallbackACK"] == 1
     assert server.host.counters["MPCapableACKRX"] == 0
+    # The listener's segments carry no DSS from now on, so the initiator falls back
+    # too (3.7) and both directions work as plain TCP.
+    accepted = server.host.accepted[0]
+    up, down = payload(150_000, seed=1), payload(250_000, seed=2)
+    accepted.send(down)
+    connection.send(up)
+    got_up, got_down = bytearray(), bytearray()
+
+    def done():
+        got_up.extend(accepted.read())
+        got_down.extend(connection.read())
+        return len(got_up) == len(up) and len(got_down) == len(down)
+
+    assert network.run(done, time_limit=10)
+    assert connection.fallback
+    assert bytes(got_up) == up and bytes(got_down) == down
+    connection.close()
+    accepted.close()
+    assert network.run(lambda: connection.is_closed and accepted.is_closed, time_limit=10)
 
 
 def test_token_table_redraws_a_key_whose_token_is_taken():

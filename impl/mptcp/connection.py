@@ -353,6 +353,14 @@ class MptcpConnection(OutputMixin):
         elif not self.client and self.remote_key is None:
             if not self._on_third_ack(subflow, options):
                 return
+        elif self.client and not self.fully_established and not any(
+            isinstance(option, Dss) for option in options
+        ):
+            # 3.7: the listener's first segment after the handshake has no DSS: it fell
+            # back to TCP (our third ACK lost its option on the way), so do we.
+            if not self._joined_ever():
+                self._enter_fallback(subflow)
+                return
         for option in options:
             if isinstance(option, Dss):
                 self._on_dss(subflow, header, option)
@@ -436,16 +444,26 @@ class MptcpConnection(OutputMixin):
             return False
         return False  # keys still unknown (their ACK was lost): wait for a repeat
 
+    def _joined_ever(self) -> bool:
+        return len(self.subflows) > 1
+
     def _enter_fallback(self, subflow: Subflow) -> None:
-        """3.7: plain TCP on this one subflow from now on. Bytes written so far were
-        not mapped yet (no subflow was usable): they go to the subflow as they are."""
+        """3.7: plain TCP on this one subflow from now on. Bytes already handed to it
+        went in data order on this only subflow, so its stream is the data stream; the
+        bytes not yet scheduled follow as they are."""
         self.fallback = True
         self.host.tokens.release(self.local_token)
         self._pending_joins.clear()
-        pending = len(self.snd_buffer)
+        self.reinject.clear()
+        pending = self.snd_buffer.end - self.snd_nxt
         if pending:
-            subflow.tcp.send(self.snd_buffer.read(self.snd_buffer.start, pending))
-            self.snd_buffer.release(self.snd_buffer.end)
+            subflow.tcp.send(self.snd_buffer.read(self.snd_nxt, pending))
+        self.snd_nxt = self.snd_buffer.end
+        self.snd_buffer.release(self.snd_buffer.end)
+        received = subflow.receiver.pending  # bytes that waited for a mapping
+        if received:
+            self.received += received
+            subflow.receiver.pending = bytearray()
         if self.fin_dsn is not None:
             subflow.tcp.close()
 
