@@ -256,3 +256,54 @@ def test_tokens_of_many_connections_on_one_host_are_unique():
 def test_sim_adapter_is_an_endpoint():
     adapter = SimMptcpHost(MptcpHost(SERVER_ADDRESS))
     assert adapter.next_timer() is None and adapter.datagrams_to_send(0.0) == []
+
+
+def test_mp_capable_data_segment_lost_both_sides_fall_back_consistently():
+    network, client, server = mptcp_pair([LinkConfig(delay=0.01)], seed=21)
+    dropped: list = []
+
+    def lose_mp_capable(datagram):  # the third ACK and the MP_CAPABLE data segment
+        if any(isinstance(o, MpCapable) for o in mptcp_options(datagram)) and (
+            datagram.segment.header.flags & TcpFlags.ACK
+            and not datagram.segment.header.flags & TcpFlags.SYN and len(dropped) < 2
+        ):
+            dropped.append(datagram)
+            return None
+        return datagram
+
+    client.mutate = lose_mp_capable
+    data = payload(60_000)
+    connection = connect(network, client, server, data=data)
+    assert network.run(lambda: server.host.accepted and
+                       len(server.host.accepted[0].received) == len(data), time_limit=10)
+    accepted = server.host.accepted[0]
+    # The data went out with the third ACK; its first segment (the only one with
+    # MP_CAPABLE) was lost, so a DSS-only segment completed the listener's handshake: it fell back (as Linux
+    # does), and the initiator followed on the listener's first DSS-less ACK.
+    assert accepted.fallback and connection.fallback
+    assert server.host.counters["MPCapableFallbackACK"] == 1
+    assert accepted.read() == data
+    accepted.send(b"reply")
+    assert network.run(lambda: bytes(connection.received) == b"reply", time_limit=2)
+
+
+def test_initiator_repeats_its_keys_until_a_dss_answers():
+    network, client, server = mptcp_pair([LinkConfig(delay=0.01)] * 2, seed=22,
+                                         capture=True)
+    lost: list = []
+
+    def lose_first_dss(datagram):
+        if any(isinstance(o, Dss) for o in mptcp_options(datagram)) and not lost:
+            lost.append(datagram)
+            return None
+        return datagram
+
+    server.mutate = lose_first_dss
+    connection = connect(network, client, server)
+    join = connection.add_subflow(CLIENT_ADDRESSES[1], now=0.0)  # waits for the DSS
+    assert network.run(lambda: join.usable, time_limit=5)
+    assert lost and connection.fully_established and not connection.fallback
+    third_acks = [d for _, d in network.captured if d.src == connection.subflows[0].local
+                  and any(isinstance(o, MpCapable) and o.receiver_key is not None
+                          for o in mptcp_options(d))]
+    assert len(third_acks) == 2  # resent after an RTO, then answered

@@ -353,6 +353,8 @@ class MptcpConnection(OutputMixin):
         elif not self.client and self.remote_key is None:
             if not self._on_third_ack(subflow, options):
                 return
+        elif not self.client and subflow.initial and handshake.find_option(options, MpCapable):
+            subflow.tcp.request_ack()  # a repeated third ACK: our DSS answer was lost
         elif self.client and not self.fully_established and not any(
             isinstance(option, Dss) for option in options
         ):
@@ -409,7 +411,7 @@ class MptcpConnection(OutputMixin):
         """Non-SYN segments on a join subflow until it is ready. False: drop."""
         if join.active:
             join.fourth_ack_seen = True  # 3.2: B acknowledged our third ACK
-            subflow.join_ack_deadline = None
+            subflow.handshake_ack_deadline = None
             return True
         option = handshake.find_option(options, MpJoinAck)
         if join.verified:
@@ -437,12 +439,14 @@ class MptcpConnection(OutputMixin):
             # so it stops repeating MP_CAPABLE and may open joins.
             subflow.tcp.request_ack()
             return True
-        if not options and subflow.tcp.state is S.SYN_RECEIVED:
-            # 3.7: the third ACK has no MPTCP option: fall back to plain TCP.
+        if subflow.tcp.state is S.SYN_RECEIVED:
+            # 3.7: the segment completing the handshake has no MP_CAPABLE (a middlebox
+            # stripped it, or the third ACK and the first data were lost and a later
+            # segment got here first): fall back to plain TCP, as Linux does. The
+            # initiator follows when our next segment arrives without a DSS.
             self.counters.inc("MPCapableFallbackACK")
             self._enter_fallback(subflow)
-            return False
-        return False  # keys still unknown (their ACK was lost): wait for a repeat
+        return False
 
     def _joined_ever(self) -> bool:
         return len(self.subflows) > 1
@@ -581,9 +585,10 @@ class MptcpConnection(OutputMixin):
 
     def on_subflow_established(self, subflow: Subflow) -> None:
         join = subflow.join
-        if join is not None and join.active:
-            # 3.2: the third ACK must arrive reliably; resend it until the fourth ACK.
-            subflow.join_ack_deadline = self._now + subflow.tcp.rtt.rto
+        if subflow.active and (join is not None or not self.fallback):
+            # 3.1 / 3.2: the third ACK must arrive reliably: resend it until the
+            # listener answers (a DSS for MP_CAPABLE, the fourth ACK for MP_JOIN).
+            subflow.handshake_ack_deadline = self._now + subflow.tcp.rtt.rto
 
     def on_subflow_closed(self, subflow: Subflow, reason: str) -> None:
         subflow.dead = True
@@ -654,7 +659,7 @@ class MptcpConnection(OutputMixin):
 
     def next_timer(self) -> float | None:
         timers = [sf.tcp.next_timer() for sf in self.subflows]
-        timers += [sf.join_ack_deadline for sf in self.subflows]
+        timers += [sf.handshake_ack_deadline for sf in self.subflows]
         timers.append(self.signals.next_deadline())
         timers.append(self._fin_deadline)
         pending = [t for t in timers if t is not None]
@@ -668,14 +673,18 @@ class MptcpConnection(OutputMixin):
                 subflow.tcp.handle_timer(now)
                 self._drain(subflow)
                 self._check_stale(subflow)
-            deadline = subflow.join_ack_deadline
+            deadline = subflow.handshake_ack_deadline
             if deadline is not None and deadline <= now:
-                subflow.join_ack_deadline = None
-                if not subflow.dead and not subflow.join.fourth_ack_seen:
+                subflow.handshake_ack_deadline = None
+                if subflow.join is not None:
+                    waiting = not subflow.join.fourth_ack_seen
+                else:
+                    waiting = not self.fully_established and not self.fallback
+                if not subflow.dead and waiting:
                     subflow.tcp.request_ack()  # carries MP_JOIN's third-ACK HMAC again
-                    subflow.join_ack_backoff += 1
-                    subflow.join_ack_deadline = now + subflow.tcp.rtt.rto * (
-                        2 ** min(subflow.join_ack_backoff, 6))
+                    subflow.handshake_ack_backoff += 1
+                    subflow.handshake_ack_deadline = now + subflow.tcp.rtt.rto * (
+                        2 ** min(subflow.handshake_ack_backoff, 6))
         self._check_finished()
         signal_deadline = self.signals.next_deadline()
         if signal_deadline is not None and signal_deadline <= now:

@@ -65,8 +65,9 @@ class Subflow:
         self.rst_options: tuple = ()  # more MPTCP options for our next RST (MP_FASTCLOSE)
         self.peer_rst_reason: int | None = None  # MP_TCPRST reason the peer sent us
         self.prio_pending: bool | None = None  # MP_PRIO to send on the next ACK
-        self.join_ack_deadline: float | None = None  # resend MP_JOIN's third ACK (3.2)
-        self.join_ack_backoff = 0
+        # Resend the third ACK (MP_CAPABLE keys, 3.1; MP_JOIN HMAC, 3.2) until answered.
+        self.handshake_ack_deadline: float | None = None
+        self.handshake_ack_backoff = 0
         self.was_stale = False  # its data was reinjected when it went stale
 
     @property
@@ -159,7 +160,7 @@ class Subflow:
 
     def on_closed(self, reason: str) -> None:
         self.close_reason = reason
-        self.join_ack_deadline = None
+        self.handshake_ack_deadline = None
         self.connection.on_subflow_closed(self, reason)
 
     def __repr__(self) -> str:
