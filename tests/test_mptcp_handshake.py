@@ -278,8 +278,10 @@ def test_mp_capable_data_segment_lost_both_sides_fall_back_consistently():
                        len(server.host.accepted[0].received) == len(data), time_limit=10)
     accepted = server.host.accepted[0]
     # The data went out with the third ACK; its first segment (the only one with
-    # MP_CAPABLE) was lost, so a DSS-only segment completed the listener's handshake: it fell back (as Linux
-    # does), and the initiator followed on the listener's first DSS-less ACK.
+    # MP_CAPABLE) was lost, so a DSS-only segment completed the listener's handshake:
+    # it fell back (as Linux does), and the initiator followed on the listener's first
+    # DSS-less ACK.
+    assert dropped and dropped[0].segment.payload
     assert accepted.fallback and connection.fallback
     assert server.host.counters["MPCapableFallbackACK"] == 1
     assert accepted.read() == data

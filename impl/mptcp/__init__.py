@@ -3,6 +3,7 @@
 
     connection.py  MptcpConnection: keys, data-level receive, DATA_ACK, DATA_FIN
                    (Appendix D), fallback (3.7), reinjection when a subflow dies
+    input.py       what arriving options mean: keys, HMACs, DSS, signals, RST options
     output.py      options per segment, the scheduling loop, DATA_FIN, RST options
     subflow.py     Subflow: the TcpHook of one subflow and its per-subflow state
     handshake.py   MP_CAPABLE options and checks (3.1)
