@@ -117,3 +117,35 @@ def test_remove_addr_closes_the_subflows_on_that_address():
     connection.send(data)
     assert network.run(lambda: len(accepted.received) == len(data), time_limit=10)
     assert bytes(accepted.read()) == data
+
+
+def test_ipv6_paths_with_an_announced_ipv6_address():
+    client_addresses = ["fd00:0:0:1::1", "fd00:0:0:2::1"]
+    server_addresses = ["fd00:0:0:1::2", "fd00:0:0:2::2"]
+    network = Network(seed=9, capture=True, wire=True)
+    client = SimMptcpHost(MptcpHost(client_addresses, seed="v6c"))
+    server = SimMptcpHost(MptcpHost(server_addresses, seed="v6s"))
+    network.add_host(client)
+    network.add_host(server)
+    for ours, theirs in zip(client_addresses, server_addresses, strict=True):
+        network.add_link(ours, theirs, LinkConfig(delay=0.01, loss=0.01))
+    config = MptcpConfig(checksums=True, tcp=TcpConfig(mss=1440, time_wait=1.0))
+    server.host.listen(PORT, config)
+    connection = client.host.connect(server_addresses[0], PORT, 0.0, config)
+    assert network.run(lambda: connection.fully_established and server.host.accepted,
+                       time_limit=2)
+    accepted = server.host.accepted[0]
+    accepted.announce_address(server_addresses[1])
+    second = ipaddress.ip_address(server_addresses[1])
+    assert network.run(lambda: 1 in connection.signals.remote_addresses, time_limit=2)
+    [announced] = adds(network, echo=False)
+    assert announced.address == second  # 28 bytes: alone on its ACK, HMAC checked
+    join = connection.add_subflow(client_addresses[1], remote=second, now=network.now)
+    data = payload(500_000, seed=6)
+    connection.send(data)
+    connection.close()
+    assert network.run(lambda: len(accepted.received) == len(data), time_limit=20)
+    assert bytes(accepted.read()) == data
+    assert join.tcp.sender.buffer.end - join.tcp.iss > 1  # the join carried data
+    accepted.close()
+    assert network.run(lambda: connection.is_closed and accepted.is_closed, time_limit=10)

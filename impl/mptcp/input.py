@@ -23,6 +23,7 @@ from impl.wire.mptcp_options import (
     AddAddr,
     Dss,
     MpCapable,
+    MpFail,
     MpFastclose,
     MpJoinAck,
     MpJoinSynAck,
@@ -110,6 +111,11 @@ class InputMixin:
                     return
             elif isinstance(option, MpTcpRst):
                 self.counters.inc("MPRstRx")
+            elif isinstance(option, MpFail):
+                # 3.7: the peer's checksum failed on a lone subflow and it asks for an
+                # infinite mapping; we do not send one yet (counted, then the peer's
+                # own timeout or reset decides).
+                self.counters.inc("MPFailRx")
 
     def _on_syn_ack(self, subflow: Subflow, header: TcpHeader, options: tuple) -> None:
         if subflow.join is None:
