@@ -69,6 +69,7 @@ def test_several_subflows_share_the_transfer(subflows):
     assert all(amount > 0 for amount in carried), carried
     assert sum(carried) >= len(data)
     assert server.host.counters["MPJoinAckRx"] == subflows - 1
+    assert server.host.counters["OFOQueue"] > 0  # subflows of different delays interleave
     assert client.host.counters["MPJoinSynAckRx"] == subflows - 1
     # DSS mappings on the wire cover several segments each and use 64-bit DSNs.
     lengths = {o.mapping.data_level_length for _, d in network.captured

@@ -334,11 +334,14 @@ class MptcpConnection(InputMixin, OutputMixin):
             self._reset_subflow(subflow, MpTcpRstReason.MIDDLEBOX_INTERFERENCE)
             return
         for dsn, data in pieces:
-            before = self.reassembly.duplicate_bytes
-            for chunk in self.reassembly.receive(dsn, data):
+            reassembly = self.reassembly
+            duplicates, out_of_order = reassembly.duplicate_bytes, reassembly.out_of_order_bytes
+            for chunk in reassembly.receive(dsn, data):
                 self.received += chunk
-            if self.reassembly.duplicate_bytes > before:
+            if reassembly.duplicate_bytes > duplicates:
                 self.counters.inc("DuplicateData")
+            if reassembly.out_of_order_bytes > out_of_order:
+                self.counters.inc("OFOQueue")  # held for a hole at the data level
         self._check_peer_fin()
 
     def _check_peer_fin(self) -> None:

@@ -39,7 +39,6 @@ COUNTER_NAMES = (
     "MPPrioTx",  # MP_PRIO (3.3.8)
     "MPPrioRx",
     "MPFailRx",
-    "MPFailTx",
     "MPFastcloseRx",
     "MPFastcloseTx",
     "MPRstRx",  # MP_TCPRST received (3.6)
