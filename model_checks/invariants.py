@@ -1,0 +1,284 @@
+"""The named invariants: bounded model checking, then unbounded proofs.
+
+Each invariant ends as `violated` (with the shortest counterexample BMC found), `proved`
+(by k-induction or by Spacer, Z3's CHC engine) or `bounded(depth)` (no violation within
+the depth, and no unbounded proof went through).
+
+k-induction is run Houdini-style over all invariants at once: the candidates are assumed
+together on the k states of an arbitrary path, and any candidate a counterexample to
+induction breaks is dropped until the rest is jointly k-inductive, which proves every
+survivor (the base case is the BMC run, at least as deep as k). Invariants proved at one k
+are then assumed everywhere at the next k, which is sound because they hold in every
+reachable state. What k-induction leaves goes to Spacer, with the proved ones as lemmas.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import z3
+
+from model_checks.bmc import Hit, Target, Trace, Unrolling, search
+from model_checks.encoding import Encoding
+from spec.core import Invariant, SystemView
+
+
+@dataclass
+class InvariantResult:
+    name: str
+    kind: str
+    result: str  # "proved" | "bounded" | "violated"
+    method: str  # "BMC", "k-induction (k=2)", "Spacer"
+    depth: int  # BMC depth reached (the counterexample's length when violated)
+    seconds: float
+    counterexample: Trace | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        if self.result == "bounded":
+            return f"bounded({self.depth})"
+        return self.result
+
+
+def invariant_violation_targets(encoding: Encoding,
+                                invariants: Sequence[Invariant]) -> list[Target]:
+    """One target per invariant: its negation, on a state or on a transition."""
+    targets = []
+    for invariant in invariants:
+        holds = holds_template(encoding, invariant)
+        targets.append(Target(("invariant", invariant.name),
+                              "state" if invariant.kind == "state" else "step",
+                              z3.Not(holds)))
+    return targets
+
+
+def holds_template(encoding: Encoding, invariant: Invariant) -> z3.BoolRef:
+    if invariant.kind == "state":
+        view = SystemView(encoding.system, encoding.template)
+        return z3.simplify(_bool(invariant.predicate(view)))
+    return encoding.step_invariant_template(invariant.predicate)
+
+
+def _bool(value: Any) -> z3.BoolRef:
+    return value if isinstance(value, z3.ExprRef) else z3.BoolVal(bool(value))
+
+
+# ---------------------------------------------------------------------------------------
+# k-induction
+
+
+@dataclass
+class InductionOutcome:
+    proved: dict[str, int]  # invariant -> k it was proved at
+    counterexamples: dict[str, dict[str, Any]]  # the last CTI state that broke each one
+    seconds: float
+
+
+def k_induction(
+    encoding: Encoding,
+    invariants: Sequence[Invariant],
+    max_k: int = 3,
+    deadline: float | None = None,
+) -> InductionOutcome:
+    start = time.monotonic()
+    holds = {invariant.name: holds_template(encoding, invariant) for invariant in invariants}
+    kinds = {invariant.name: invariant.kind for invariant in invariants}
+    proved: dict[str, int] = {}
+    ctis: dict[str, dict[str, Any]] = {}
+    for k in range(1, max_k + 1):
+        candidates = [name for name in holds if name not in proved]
+        if not candidates:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        # A path s_0 .. s_k from anywhere in the domain; transitions 0 .. k-1 are the
+        # hypothesis, transition k-1 -> k (and state k) the conclusion.
+        path = Unrolling(encoding, initial=False)
+        for _ in range(k):
+            path.extend()
+        solver = path.solver
+        # Simple paths only: a lasso through a bad state is not a real counterexample.
+        for i in range(k + 1):
+            for j in range(i + 1, k + 1):
+                solver.add(z3.Or(*(path.states[i][key] != path.states[j][key]
+                                   for key in encoding.keys)))
+
+        def at(name: str, position: int, path: Unrolling = path) -> z3.BoolRef:
+            if kinds[name] == "state":
+                return encoding.instantiate(holds[name], state=path.states[position])
+            # a step invariant "at position p" is about transition p-1 -> p
+            return encoding.instantiate(holds[name], state=path.states[position - 1],
+                                        next_state=path.states[position],
+                                        step=path.steps[position - 1])
+
+        for name in proved:  # known invariants hold everywhere
+            for position in range(0 if kinds[name] == "state" else 1, k + 1):
+                solver.add(at(name, position))
+        alive = list(candidates)
+        while alive:
+            if deadline is not None and time.monotonic() > deadline:
+                alive = []
+                break
+            solver.push()
+            for name in alive:
+                for position in range(0 if kinds[name] == "state" else 1, k):
+                    solver.add(at(name, position))
+            conclusions = {name: at(name, k) for name in alive}
+            solver.add(z3.Or(*(z3.Not(term) for term in conclusions.values())))
+            answer = solver.check()
+            if answer == z3.unsat:
+                solver.pop()
+                break
+            if answer == z3.unknown:
+                solver.pop()
+                alive = []
+                break
+            model = solver.model()
+            broken = [name for name, term in conclusions.items()
+                      if z3.is_false(model.eval(term, model_completion=True))]
+            for name in broken:
+                ctis[name] = encoding.read_state(model, path.states[k - 1])
+            solver.pop()
+            alive = [name for name in alive if name not in broken]
+        for name in alive:
+            proved[name] = k
+            ctis.pop(name, None)
+    return InductionOutcome(proved, ctis, time.monotonic() - start)
+
+
+# ---------------------------------------------------------------------------------------
+# Spacer (constrained Horn clauses)
+
+
+def spacer_prove(
+    encoding: Encoding,
+    invariant: Invariant,
+    lemmas: Sequence[Invariant] = (),
+    timeout_ms: int = 20_000,
+) -> str:
+    """"proved", "violated" or "unknown" for one invariant, by Spacer.
+
+    Reach(s) is the reachable set: Init(s) -> Reach(s); Reach(s) /\\ T(s, s') -> Reach(s');
+    Reach(s) /\\ bad -> false. Proved invariants (`lemmas`) restrict the transitions to
+    states where they hold, which keeps the reachable set unchanged."""
+    keys = encoding.keys
+    sorts = [encoding.template[key].sort() for key in keys]
+    reach = z3.Function("Reach", *sorts, z3.BoolSort())
+    fixedpoint = z3.Fixedpoint()
+    fixedpoint.set(engine="spacer")
+    fixedpoint.set("timeout", timeout_ms)
+    fixedpoint.register_relation(reach)
+    state = [encoding.template[key] for key in keys]
+    following = [encoding.template_next[key] for key in keys]
+    params = list(encoding.template_params.values())
+    fixedpoint.declare_var(*state, *following, *params, encoding.template_choice)
+    fixedpoint.rule(reach(*state), encoding.initial(encoding.template))
+    known = [holds_template(encoding, lemma) for lemma in lemmas if lemma.kind == "state"]
+    step_known = [holds_template(encoding, lemma) for lemma in lemmas if lemma.kind == "step"]
+    body = [reach(*state), encoding.transition(encoding.template, _template_step(encoding),
+                                               encoding.template_next), *known, *step_known]
+    fixedpoint.rule(reach(*following), body)
+    holds = holds_template(encoding, invariant)
+    if invariant.kind == "state":
+        query = z3.And(reach(*state), z3.Not(holds))
+    else:
+        query = z3.And(*body, z3.Not(holds))
+    try:
+        answer = fixedpoint.query(query)
+    except z3.Z3Exception:
+        return "unknown"
+    if answer == z3.unsat:
+        return "proved"
+    if answer == z3.sat:
+        return "violated"
+    return "unknown"
+
+
+def _template_step(encoding: Encoding):
+    from model_checks.encoding import StepVars
+
+    return StepVars(encoding.template_choice, dict(encoding.template_params))
+
+
+# ---------------------------------------------------------------------------------------
+# Putting it together
+
+
+def check_invariants(
+    encoding: Encoding,
+    invariants: Sequence[Invariant],
+    depth: int,
+    *,
+    max_k: int = 3,
+    spacer_timeout_ms: int = 20_000,
+    use_spacer: bool = True,
+    deadline: float | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> list[InvariantResult]:
+    """BMC to `depth` for every invariant, then k-induction and Spacer for the survivors."""
+    start = time.monotonic()
+    targets = invariant_violation_targets(encoding, invariants)
+    bmc = search(
+        encoding, targets, depth, deadline=deadline,
+        on_depth=(lambda k, left: on_progress(f"BMC depth {k}")) if on_progress else None,
+    )
+    bmc_seconds = time.monotonic() - start
+    results: dict[str, InvariantResult] = {}
+    survivors = []
+    for invariant in invariants:
+        hit: Hit | None = bmc.hits.get(("invariant", invariant.name))
+        if hit is not None:
+            results[invariant.name] = InvariantResult(
+                invariant.name, invariant.kind, "violated", "BMC", hit.depth, bmc_seconds,
+                counterexample=hit.trace,
+            )
+        else:
+            survivors.append(invariant)
+    if not survivors:
+        return [results[invariant.name] for invariant in invariants]
+    if on_progress:
+        on_progress("k-induction")
+    induction = k_induction(encoding, survivors, max_k=min(max_k, max(bmc.depth, 1)),
+                            deadline=deadline)
+    for invariant in survivors:
+        k = induction.proved.get(invariant.name)
+        if k is not None:
+            results[invariant.name] = InvariantResult(
+                invariant.name, invariant.kind, "proved", f"BMC + {k}-induction", bmc.depth,
+                bmc_seconds + induction.seconds,
+            )
+    proved_invariants = [inv for inv in survivors if inv.name in induction.proved]
+    for invariant in survivors:
+        if invariant.name in results:
+            continue
+        seconds = bmc_seconds + induction.seconds
+        notes = [f"not {max_k}-inductive"]
+        if use_spacer and (deadline is None or time.monotonic() < deadline):
+            if on_progress:
+                on_progress(f"Spacer {invariant.name}")
+            spacer_start = time.monotonic()
+            answer = spacer_prove(encoding, invariant, proved_invariants,
+                                  timeout_ms=spacer_timeout_ms)
+            seconds += time.monotonic() - spacer_start
+            if answer == "proved":
+                results[invariant.name] = InvariantResult(
+                    invariant.name, invariant.kind, "proved", "BMC + Spacer", bmc.depth,
+                    seconds,
+                )
+                continue
+            if answer == "violated":
+                results[invariant.name] = InvariantResult(
+                    invariant.name, invariant.kind, "violated", "Spacer", bmc.depth, seconds,
+                    notes=[f"reachable violation deeper than {bmc.depth}: rerun with a "
+                           "larger --depth for the trace"],
+                )
+                continue
+            notes.append(f"Spacer: {answer}")
+        results[invariant.name] = InvariantResult(
+            invariant.name, invariant.kind, "bounded", "BMC", bmc.depth, seconds, notes=notes,
+        )
+    return [results[invariant.name] for invariant in invariants]
