@@ -22,7 +22,7 @@ from impl.wire.tcp import TcpFlags
 
 from . import handshake
 from .dss import MASK64, Mapping, mapping_checksum
-from .subflow import Subflow
+from .subflow import DATA_ACK_SPACE, DSS_SPACE, Subflow
 
 __all__ = ["OutputMixin"]
 
@@ -96,6 +96,20 @@ class OutputMixin:
             return (option,) if option is not None else ()
         return (option,)
 
+    def ack_option_space(self, subflow: Subflow) -> int:
+        """Option bytes the next pure ACK of `subflow` may need: a DATA_ACK alone, or
+        the full DSS space when a handshake option, MP_PRIO, an address signal or a
+        DATA_FIN is due (what `options_for` would then return)."""
+        join = subflow.join
+        special = (
+            (join is not None and join.active and not join.fourth_ack_seen)
+            or (subflow.initial and self.client and not self.fully_established)
+            or subflow.prio_pending is not None
+            or self._data_fin_due()
+            or (self._ready_to_join and self.signals.has_pending(self._now))
+        )
+        return DSS_SPACE if special else DATA_ACK_SPACE
+
     def _data_fin_due(self) -> bool:
         return (self.fin_dsn is not None and not self.fin_acked
                 and self.snd_nxt >= self.fin_dsn and not self.reinject)
@@ -123,8 +137,11 @@ class OutputMixin:
             subflow = self.scheduler.choose(candidates, regular_alive)
             if subflow is None:
                 return
-            room = subflow.room()
             unit = subflow.max_payload
+            # One segment more than the window: the subflow's TCP then sees itself
+            # cwnd-limited, without which its congestion window does not grow (RFC
+            # 7661; impl.tcp's cwnd_limited). The extra segment leaves first thing.
+            room = subflow.room() + unit
             length = min(end - start, room, (_MAX_MAPPING // unit) * unit)
             if length < end - start:
                 length -= length % unit  # whole segments only, unless it is the tail

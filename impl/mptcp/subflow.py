@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Subflow"]
 
 DSS_SPACE = 28  # the largest DSS we send: 64-bit DATA_ACK, 64-bit DSN, checksum
+DATA_ACK_SPACE = 12  # DSS with only a 64-bit DATA_ACK
 _SPACE = {
     (True, SegmentKind.SYN): 4, (True, SegmentKind.SYNACK): 12,  # MP_CAPABLE
     (False, SegmentKind.SYN): 12, (False, SegmentKind.SYNACK): 16,  # MP_JOIN
@@ -122,14 +123,16 @@ class Subflow:
         return negotiated.send_mss - padded_length(options)
 
     def room(self) -> int:
-        """New bytes this subflow could send at once: the congestion window and the
-        peer's subflow window, minus what is in flight; zero while earlier bytes wait
-        (so that each mapping leaves as whole segments of its own)."""
+        """New bytes this subflow could send at once: the congestion window minus
+        RFC 6675's pipe (what TCP itself compares it with, so new data keeps flowing in
+        SACK recovery) and the peer's window minus what is in flight; zero while
+        earlier bytes wait (so that each mapping leaves as whole segments of its own)."""
         sender = self.tcp.sender
-        if sender.snd_nxt < sender.buffer.end or sender.recovery is not None:
+        if sender.snd_nxt < sender.buffer.end:
             return 0
-        flight = sender.flight_size
-        return max(0, min(sender.cc.cwnd, sender.snd_wnd) - flight)
+        by_cwnd = sender.cc.cwnd - sender.pipe()
+        by_window = sender.snd_wnd - sender.flight_size
+        return max(0, min(by_cwnd, by_window))
 
     @property
     def next_ssn(self) -> int:
@@ -141,6 +144,11 @@ class Subflow:
     def option_space(self, kind: SegmentKind) -> int:
         if self.connection.fallback:
             return 0
+        if kind is SegmentKind.ACK:
+            # Most pure ACKs carry only a DSS with a DATA_ACK (12 bytes); saying so
+            # leaves room for a SACK block (Linux does the same), without which loss
+            # recovery on the subflow falls back to timeouts.
+            return self.connection.ack_option_space(self)
         return _SPACE.get((self.initial, kind), DSS_SPACE)
 
     def options_for_segment(
