@@ -36,6 +36,7 @@ from spec.helpers import (
     is_initial,
     live,
     live_count,
+    may_fall_back,
     others_closed,
     rule,
     unconfirmed_initiator,
@@ -199,9 +200,8 @@ def _handshake_rules() -> list[Rule]:
              rfc="3.7", when="slot 0",
              doc="The first data arrives without MPTCP options: fall back to TCP."),
         rule("conn_plain_ack_before_dss_fallback", SYNCED, "recv_ack", None,
-             lambda v: And(is_initial(v), unconfirmed_initiator(v)),
-             lambda v: {"fallback": True}, rfc="3.7", choice="plain_ack_before_dss",
-             when="slot 0, no DSS seen yet",
+             may_fall_back, lambda v: {"fallback": True}, rfc="3.7",
+             choice="plain_ack_before_dss", when="slot 0 established, no DSS seen yet",
              doc="A segment without any MPTCP option before the first DSS: fall back "
                  "(Linux does; RFC 8684 3.7 requires it for data)."),
         rule("conn_plain_ack_before_dss_ignored", SYNCED, "recv_ack", None,
@@ -247,12 +247,11 @@ def _closing_rules() -> list[Rule]:
     for label, (stem, rfc, closes, graceful) in _CLOSING_LABELS.items():
         def ends(v: SystemView, closes=closes, graceful=graceful, label=label) -> Value:
             done = v.conn.in_("TIME_WAIT")
-            if graceful:
-                done = And(done, Or(v.conn.fallback, v.conn.peer_fin_acked))
+            if graceful:  # both DATA_FINs acknowledged, the peer's by us too
+                done = And(done, v.conn.peer_fin_acked)
             return And(
                 closes(v), others_closed(v),
-                Or(done, v.conn.in_("ABORTING", *HANDSHAKE),
-                   And(v.conn.fallback, not graceful)),
+                Or(done, v.conn.in_("ABORTING", *HANDSHAKE), v.conn.fallback),
                 Not(And(label == "recv_ack_of_fin", v.conn.fallback)),
             )
 
@@ -287,7 +286,8 @@ def _fallback_close_rules() -> list[Rule]:
         rule("conn_subflow_fin_sent", SYNCED, "send_fin", None, lambda v: Not(fb(v)),
              rfc="3.3.3", when="no fallback",
              doc="A subflow FIN closes only that subflow, never the connection."),
-        rule("conn_fallback_fin_sent", DATA_FIN_QUEUED, "send_fin", None,
+        rule("conn_fallback_fin_sent", DATA_FIN_QUEUED + ("FIN_WAIT_2", "TIME_WAIT"), "send_fin",
+             None,
              lambda v: And(fb(v), Or(v.conn.snd_nxt == v.conn.written, v.conn.fin_sent)),
              lambda v: {"fin_sent": True, "snd_nxt": v.conn.written + 1}, rfc="3.7",
              when="fallback, all data sent", doc="After fallback the TCP FIN is the DATA_FIN."),
@@ -302,18 +302,21 @@ def _fallback_close_rules() -> list[Rule]:
         rule("conn_fallback_fin_repeated", ("CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT"),
              "recv_fin", None, fb, rfc="3.7", when="fallback", doc="A retransmitted FIN."),
         rule("conn_fallback_fin_acked", "FIN_WAIT_1", "recv_ack_of_fin", "FIN_WAIT_2",
-             lambda v: And(fb(v), v.conn.fin_sent, v.sf.in_("FIN_WAIT_1")), fin_acked, rfc="3.7",
-             when="fallback", doc="After fallback, the ACK of our FIN acks the DATA_FIN."),
-        rule("conn_fallback_closing_fin_acked", "CLOSING", "recv_ack_of_fin", "TIME_WAIT",
-             lambda v: And(fb(v), v.conn.fin_sent, v.sf.in_("CLOSING")), fin_acked, rfc="3.7",
-             when="fallback", doc="Our FIN acked after both closed."),
-        rule("conn_fallback_last_ack_fin_acked", ("CLOSING", "LAST_ACK"), "recv_ack_of_fin",
-             "CLOSED", lambda v: And(fb(v), v.conn.fin_sent, v.sf.in_("LAST_ACK"),
-                                   others_closed(v)),
+             lambda v: And(fb(v), v.conn.fin_sent, Not(v.sf.in_("LAST_ACK"))), fin_acked,
+             rfc="3.7", when="fallback",
+             doc="After fallback, the ACK of our FIN acknowledges the DATA_FIN."),
+        rule("conn_fallback_closing_fin_acked", ("CLOSING", "LAST_ACK"), "recv_ack_of_fin",
+             "TIME_WAIT", lambda v: And(fb(v), v.conn.fin_sent, Not(v.sf.in_("LAST_ACK"))),
+             fin_acked, rfc="3.7", when="fallback, subflow not in LAST_ACK",
+             doc="Our FIN is acknowledged after both sides closed; the subflow lingers in "
+                 "TIME_WAIT."),
+        rule("conn_fallback_last_ack_fin_acked", SYNCED, "recv_ack_of_fin", "CLOSED",
+             lambda v: And(fb(v), v.conn.fin_sent, v.sf.in_("LAST_ACK"), others_closed(v)),
              fin_acked, rfc="3.7", when="fallback, subflow in LAST_ACK",
-             doc="After fallback, the last ACK closes the subflow and the connection."),
+             doc="After fallback, the last ACK closes the only subflow and the connection."),
         rule("conn_fallback_fin_ack_repeated", ("FIN_WAIT_2", "TIME_WAIT"), "recv_ack_of_fin",
-             None, fb, rfc="3.7", when="fallback", doc="A duplicate ACK of our FIN."),
+             None, lambda v: And(fb(v), Not(v.sf.in_("LAST_ACK"))), rfc="3.7",
+             when="fallback, subflow not in LAST_ACK", doc="A duplicate ACK of our FIN."),
     ]
 
 

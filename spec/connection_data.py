@@ -29,11 +29,10 @@ from spec.helpers import (
     SF_RECV_DATA_OR_JOINING,
     SYNCED,
     flag,
-    is_initial,
     live_count,
+    may_fall_back,
     rule,
     set_flag,
-    unconfirmed_initiator,
 )
 from spec.logic import And, If, Max, Not, Or, Value
 
@@ -168,13 +167,13 @@ def data_rules() -> list[Rule]:
     receiving = (
         _receive_rules("recv_data", "3.3.1", "A mapped payload", lambda v: True, True)
         + _receive_rules("recv_data_plain", "3.3.1", "A payload without mapping",
-                         lambda v: Not(And(is_initial(v), unconfirmed_initiator(v))), False)
+                         lambda v: Not(may_fall_back(v)), False)
         + [
             rule("conn_first_data_without_dss", SYNCED, "recv_data_plain", None,
-                 lambda v: And(is_initial(v), unconfirmed_initiator(v), v.p.bytes >= 1,
+                 lambda v: And(may_fall_back(v), v.p.bytes >= 1,
                                v.p.dsn <= v.conn.rcv_nxt),
                  lambda v: {**_in_order(v), "fallback": True}, rfc="3.7",
-                 when="slot 0, no DSS seen yet",
+                 when="slot 0 established, no DSS seen yet",
                  doc="The first data from the listener has no DSS: MPTCP options do not get "
                      "through, so the initiator falls back to TCP."),
             rule("conn_recv_data_ack", SYNCED, "recv_data_ack", None,

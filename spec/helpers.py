@@ -80,6 +80,13 @@ def unconfirmed_initiator(view: SystemView) -> Value:
     return And(initiator(view), conn.peer_key, Not(conn.confirmed), Not(conn.fallback))
 
 
+def may_fall_back(view: SystemView) -> Value:
+    """RFC 8684 3.7: the unconfirmed initiator may fall back on a segment without MPTCP
+    options, on its initial subflow while that is ESTABLISHED (not once it began closing:
+    after fallback the subflow's close is the connection's)."""
+    return And(is_initial(view), unconfirmed_initiator(view), view.sf.in_("ESTABLISHED"))
+
+
 def data_fin_acked(view: SystemView) -> Value:
     """Our DATA_FIN (one unit after the last written unit) is acknowledged."""
     conn = view.conn
