@@ -115,6 +115,16 @@ def lab_run(
     = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the report here.")]
     = None,
+    kernel_endpoints: Annotated[str, typer.Option(
+        "--kernel-endpoints", help="MPTCP: kernel endpoints subflow|signal|fullmesh|backup.")]
+    = "subflow",
+    kernel_limits: Annotated[int | None, typer.Option(
+        "--kernel-limits", min=0, max=8, help="MPTCP: ip mptcp limits (default paths-1).")]
+    = None,
+    checksums: Annotated[bool, typer.Option(
+        "--checksums", help="MPTCP: our endpoint asks for DSS checksums.")] = False,
+    sysctl: Annotated[list[str] | None, typer.Option(
+        "--sysctl", help="Kernel host sysctl NAME=VALUE (repeatable).")] = None,
 ) -> None:
     """Run one transfer in a fresh lab and print JSON (exit 0 ok, 1 failed)."""
     import json
@@ -123,9 +133,8 @@ def lab_run(
     from impl.lab.run import LabRunSpec, NotBuiltYet, per_path, run_lab
     from impl.lab.topology import PathSpec
 
-    if proto == "mptcp":
-        _not_built("lab run --proto mptcp", "issue: the MPTCP endpoint")
     try:
+        sysctls = dict(item.split("=", 1) for item in sysctl or [])
         delays = per_path(delay, paths, "delay", scale=1e-3)
         losses = per_path(loss, paths, "loss", scale=1e-2)
         rates = per_path(rate, paths, "rate", scale=1e6)
@@ -133,7 +142,9 @@ def lab_run(
                  for d, p, r in zip(delays, losses, rates, strict=True)]
         spec = LabRunSpec(peer=peer, paths=specs, size=size, direction=direction,
                           proto=proto, ipv6=ipv6, pcap=pcap, eventlog=eventlog, seed=seed,
-                          timeout=timeout, initiator=initiator, close=close)
+                          timeout=timeout, initiator=initiator, close=close,
+                          sysctls=sysctls, checksums=checksums,
+                          kernel_endpoints=kernel_endpoints, kernel_limits=kernel_limits)
     except ValueError as error:
         error_console.print(f"[bold red]mptcp-ref lab run:[/] {error}")
         raise typer.Exit(2) from None

@@ -1,48 +1,21 @@
 """Simulator glue for MPTCP tests: `impl.mptcp.MptcpHost` as an `impl.io.sim.Endpoint`,
-and a client/server pair with one link per client address (one path per subflow)."""
+and a client/server pair with one link per client address (one path per subflow).
+`SimMptcpHost` lives in `impl.io.mptcp_host` (re-exported here for the tests)."""
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable
 
 from impl.io.link import LinkConfig
-from impl.io.sim import Datagram, Network
+from impl.io.mptcp_host import SimMptcpHost
+from impl.io.sim import Network
 from impl.mptcp.host import MptcpHost
 
 PORT = 8080
 CLIENT_ADDRESSES = ("198.18.0.1", "198.18.1.1", "198.18.2.1")
 SERVER_ADDRESS = "198.18.0.2"
-
-
-class SimMptcpHost:
-    """Adapter: datagrams in and out; `mutate` may rewrite or drop outgoing datagrams
-    (return None to drop) so tests can forge options on the wire."""
-
-    def __init__(self, host: MptcpHost) -> None:
-        self.host = host
-        self.addresses = host.addresses
-        self.mutate: Callable[[Datagram], Datagram | None] | None = None
-
-    def receive(self, datagram: Datagram, now: float) -> None:
-        self.host.receive(datagram.src, datagram.dst, datagram.segment, now)
-
-    def datagrams_to_send(self, now: float) -> list[Datagram]:
-        out = []
-        for src, dst, segment in self.host.packets_to_send(now):
-            datagram = Datagram(src, dst, segment)
-            if self.mutate is not None:
-                datagram = self.mutate(datagram)
-            if datagram is not None:
-                out.append(datagram)
-        return out
-
-    def next_timer(self) -> float | None:
-        return self.host.next_timer()
-
-    def handle_timer(self, now: float) -> None:
-        self.host.handle_timer(now)
+__all__ = ["SimMptcpHost", "mptcp_pair", "payload", "sha256"]
 
 
 def mptcp_pair(

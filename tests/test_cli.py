@@ -10,7 +10,9 @@ PLANNED = ["check", "diagrams", "serve", "connect", "lab", "bench", "replay", "m
 NOT_BUILT = [
     ["serve"],
     ["connect"],
-    ["lab", "run", "--proto", "mptcp", "--size", "1024", "--direction", "up"],
+    # MPTCP with the kernel works (tests/test_mptcp_kernel_interop.py); between two of
+    # our endpoints it is not built yet.
+    ["lab", "run", "--proto", "mptcp", "--peer", "ref", "--size", "1024", "--direction", "up"],
     ["bench"],
     ["replay"],
     ["monitor", "capture.pcap"],

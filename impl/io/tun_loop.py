@@ -141,8 +141,12 @@ class TunDriver:
     """Runs endpoints on TUN devices in real time (see the module docstring)."""
 
     def __init__(self, *, pcap: PcapFile | None = None, logger: Logger | None = None,
-                 batch: int = 16) -> None:
+                 batch: int = 16, sticky: bool = False) -> None:
         self.pcap = pcap
+        # sticky: answer a (local, remote) pair through the TUN its packets arrived on,
+        # not the one owning the source address. An MPTCP peer may join from its path-i
+        # address to our initial address (RFC 8684 3.2); its subflow then stays on path i.
+        self._sticky: dict[tuple[Address, Address], TunPort] | None = {} if sticky else None
         self.logger = logger
         self.batch = batch
         self.endpoints: list[Endpoint] = []
@@ -281,6 +285,8 @@ class TunDriver:
         if endpoint is None:
             port.stats.unrouted += 1
             return
+        if self._sticky is not None:
+            self._sticky[(packet.dst, packet.src)] = port
         endpoint.receive(Datagram(packet.src, packet.dst, Segment(packet.tcp, packet.payload)),
                          now)
         self._delivered_during_flush = True
@@ -291,7 +297,11 @@ class TunDriver:
         delay_line = self._delay_line
         for endpoint in self.endpoints:
             for datagram in endpoint.datagrams_to_send(now):
-                port = self._port_by_local.get(datagram.src)
+                port = None
+                if self._sticky is not None:
+                    port = self._sticky.get((datagram.src, datagram.dst))
+                if port is None:
+                    port = self._port_by_local.get(datagram.src)
                 if port is None:
                     self._log("io:no_port", now, src=str(datagram.src))
                     continue

@@ -281,6 +281,16 @@ class NetworkNamespace:
             ipr.rule("add", family=10 if address.version == 6 else 2, src=str(address),
                      src_len=address.max_prefixlen, table=table, priority=priority)
 
+    def add_destination_rule(self, destination: str, table: int, priority: int = 900) -> None:
+        """Policy routing: packets to the lab address `destination` look up `table`
+        (`ip rule add to DESTINATION table TABLE`), before the source rules, so a peer
+        address is reached over one path whatever the source address."""
+        check_lab_network(destination)
+        address = ipaddress.ip_address(destination)
+        with self.iproute() as ipr:
+            ipr.rule("add", family=10 if address.version == 6 else 2, dst=str(address),
+                     dst_len=address.max_prefixlen, table=table, priority=priority)
+
     def add_veth(self, ifname: str, peer: NetworkNamespace, peer_ifname: str) -> None:
         """A veth pair: `ifname` here, `peer_ifname` in namespace `peer`; both left down."""
         peer_fd = os.open(netns_path(peer.name), os.O_RDONLY | os.O_CLOEXEC)

@@ -93,6 +93,9 @@ class LabRunSpec:
     abort_after: int | None = None
     config: TcpConfig | None = None  # our endpoint's TCP (MSS capped to the lab MTU)
     sysctls: dict[str, str | int] = field(default_factory=dict)  # the kernel host's net.*
+    checksums: bool = False  # MPTCP: our endpoint asks for DSS checksums (RFC 8684 3.3.1)
+    kernel_endpoints: str = "subflow"  # MPTCP: see impl.lab.mptcp_run
+    kernel_limits: int | None = None  # MPTCP: ip mptcp limits (default paths - 1)
 
     def __post_init__(self) -> None:
         checks = (("peer", self.peer, ("kernel", "ref")), ("direction", self.direction,
@@ -104,6 +107,9 @@ class LabRunSpec:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         if self.size < 0:
             raise ValueError("size must not be negative")
+        if self.kernel_endpoints not in ("subflow", "signal", "fullmesh", "backup"):
+            raise ValueError("kernel endpoints must be one of subflow, signal, fullmesh, "
+                             f"backup, got {self.kernel_endpoints!r}")
 
     @property
     def time_limit(self) -> float:
@@ -186,7 +192,12 @@ def kernel_session(paths: list[PathSpec], *, ipv6: bool = False, seed: int = 0,
 def run_lab(spec: LabRunSpec) -> dict[str, Any]:
     """Run one transfer as `spec` says; the report described in the module docstring."""
     if spec.proto == "mptcp":
-        raise NotBuiltYet("--proto mptcp: not built yet (issue: the MPTCP endpoint)")
+        if spec.peer != "kernel":
+            raise NotBuiltYet("--proto mptcp --peer ref: not built yet")
+        from impl.lab.mptcp_run import run_mptcp_with_kernel
+
+        return run_mptcp_with_kernel(spec, kernel_endpoints=spec.kernel_endpoints,
+                                     kernel_limits=spec.kernel_limits)
     with kernel_session(spec.paths, ipv6=spec.ipv6, seed=spec.seed, peer=spec.peer,
                         pcap=spec.pcap, eventlog=spec.eventlog) as session:
         if spec.peer == "kernel":

@@ -226,6 +226,16 @@ class KernelPeerLab(_Lab):
     def counters(self) -> dict[str, int]:
         return read_counters(self.namespace.name)
 
+    def route_by_our_address(self) -> None:
+        """Reach our path-i address over path i whatever the kernel's source address
+        (`ip rule add to 198.18.i.2 table 100+i`, before the source rules): our MP_JOIN
+        subflows from each of our addresses to the kernel's initial address (RFC 8684
+        3.2) then cross their own path both ways."""
+        if len(self.paths) < 2:
+            return
+        for path in self.paths:
+            self.namespace.add_destination_rule(str(path.client), FIRST_TABLE + path.index)
+
     def set_sysctl(self, name: str, value: str | int) -> None:
         write_sysctl(self.namespace.name, name, value)
 

@@ -102,17 +102,23 @@ def _reset_on_close(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def _open(args: argparse.Namespace, family: int, deadline: float) -> socket.socket:
-    """The connected socket: accepted from a listener, or actively connected."""
+def _open(args: argparse.Namespace, family: int, deadline: float,
+          keep: list[socket.socket]) -> socket.socket:
+    """The connected socket: accepted from a listener, or actively connected.
+
+    The listener goes into `keep` and stays open until the transfer is over: Linux
+    looks up MP_JOIN SYNs through the listening socket of the port (RFC 8684 3.2), and
+    without one it answers a join with a RST, so closing it after accept() would limit
+    an MPTCP connection to its first subflow."""
     if args.listen:
         listener = _socket(family, args.proto)
-        with listener:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((args.address, args.port))
-            listener.listen(4)
-            _emit({"event": "listening"})
-            listener.settimeout(max(0.01, deadline - time.monotonic()))
-            connection, _ = listener.accept()
+        keep.append(listener)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((args.address, args.port))
+        listener.listen(4)
+        _emit({"event": "listening"})
+        listener.settimeout(max(0.01, deadline - time.monotonic()))
+        connection, _ = listener.accept()
         return connection
     connection = _socket(family, args.proto)
     try:
@@ -185,9 +191,10 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"event": "result", "ok": False, "role": args.role, "bytes": 0,
                               "sha256": None, "eof": False, "aborted": False, "error": None,
                               "established": None, "finished": None, "peer": None}
+    keep: list[socket.socket] = []
     try:
         result["started"] = time.monotonic()
-        connection = _open(args, family, deadline)
+        connection = _open(args, family, deadline, keep)
         with connection:
             result["established"] = time.monotonic()
             peer = connection.getpeername()
@@ -207,6 +214,9 @@ def run_child(args: argparse.Namespace) -> dict[str, Any]:
         result["error"] = "timeout"
     except OSError as error:
         result["error"] = f"{type(error).__name__}: {error}"
+    finally:
+        for listener in keep:
+            listener.close()
     return result
 
 
