@@ -9,6 +9,13 @@ the *set* of states the spec allows after each event, so a deliberate choice of 
 On rejection the verdict names the first event no allowed state can take, the states
 the machines could be in there (readable: control states and the variables that differ
 from their initial values) and what was enabled there (labels, slots and rule names).
+
+`SYSTEM` counts data in a few abstract units, as the model checks need. To judge a real
+endpoint, log lengths and offsets in units the trace can afford and pass a system built
+for them, e.g. `check_trace(path, build_system(Config(max_bytes=1 << 20)))`. A capture
+shows only segments: a converter from pcap must also put in the application calls and
+timer events that the capture implies (connect before the first SYN, close before the
+DATA_FIN, ...); the monitor does not guess unseen events.
 """
 
 from __future__ import annotations
@@ -119,7 +126,7 @@ class Monitor:
                 try:
                     for _, values in self.system.successors(dict(state), step):
                         following.add(freeze(values))
-                except (ValueError, KeyError) as error:
+                except (ValueError, KeyError, IndexError) as error:
                     return self._reject(index, states, f"event {index}: {error}")
             if not following:
                 where = f" (step {position + 1} of {len(steps)})" if len(steps) > 1 else ""

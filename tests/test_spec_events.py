@@ -78,6 +78,12 @@ def test_events_no_label_describes_are_errors(event):
         to_steps(event)
 
 
+def test_monitor_rejects_events_on_slots_that_do_not_exist():
+    from spec.events import AppConnect
+    verdict = check_trace([AppConnect(), SegmentSent(7, "S", options=(MpCapable(0),))])
+    assert not verdict.accepted and verdict.index == 1
+
+
 def test_monitor_rejects_an_undescribable_event_at_its_index():
     verdict = check_trace([AppSend(1), SegmentSent(0, "SF")])
     assert not verdict.accepted and verdict.index == 0  # AppSend before connecting

@@ -55,3 +55,27 @@ def test_final_states_of_the_textbook_closes():
         assert all(state.startswith("conn=CLOSED") for state in by_name[name].states), name
     assert "fallback=True" in by_name["fallback_synack_without_mp_capable"].states[0]
     assert "fastclosed=True" in by_name["mp_fastclose"].states[0]
+
+
+def test_a_system_sized_for_real_byte_counts():
+    from spec.core import Config
+    from spec.events import AppConnect, AppSend, Dss, MpCapable, SegmentReceived, SegmentSent
+    from spec.system import build_system
+
+    big = build_system(Config(max_bytes=1 << 20))
+    trace = [
+        AppConnect(),
+        SegmentSent(0, "S", options=(MpCapable(0),)),
+        SegmentReceived(0, "SA", options=(MpCapable(1),)),
+        SegmentSent(0, "A", options=(MpCapable(2),)),
+        AppSend(5000),
+        SegmentSent(0, "A", payload=1400, dsn=0, options=(MpCapable(2),)),
+        SegmentSent(0, "A", payload=3600, dsn=1400, options=(Dss(dsn=1400, length=3600),)),
+        SegmentReceived(0, "A", options=(Dss(data_ack=5000),)),
+    ]
+    verdict = check_trace(trace, big)
+    assert verdict.accepted and "snd_una=5000" in verdict.states[0]
+    assert not check_trace(trace).accepted  # 5000 units do not fit the model's bound
+    too_far = trace[:-1] + [SegmentReceived(0, "A", options=(Dss(data_ack=5001),))]
+    verdict = check_trace(too_far, big)  # ignored as out of window, not an error
+    assert verdict.accepted and "snd_una" not in verdict.states[0]
