@@ -1,0 +1,133 @@
+"""Our MPTCP endpoint against the Linux kernel's MPTCP over several lab paths
+(`impl.lab.mptcp_run` through `impl.lab.run.run_lab`), each run in namespaces of its own
+that are gone afterwards.
+
+- our client -> kernel listener: after MP_CAPABLE we join from each of our other
+  addresses (RFC 8684 3.2); the kernel's MPJoinSynRx/MPJoinAckRx rise by paths-1 and its
+  HMAC failure counters stay 0; or the kernel announces its addresses (`signal`, 3.4.1)
+  and we join them after checking the ADD_ADDR HMAC;
+- kernel client -> our listener: kernel `subflow` endpoints join us, we check HMAC-A;
+- IPv6, and DSS checksums required by the kernel (net.mptcp.checksum_enabled=1, 3.3.1);
+- every subflow carries payload and the receiver's SHA-256 equals the sender's.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from impl.lab.netns import list_namespaces
+from impl.lab.run import LabRunSpec, run_lab
+from impl.lab.topology import PathSpec
+
+pytestmark = pytest.mark.netns
+
+MiB = 1 << 20
+HMAC_FAILURES = ("MPTcpExtMPJoinAckHMacFailure", "MPTcpExtMPJoinSynAckHMacFailure")
+
+
+def _run(paths: int, direction: str, **kwargs: Any) -> dict[str, Any]:
+    before = set(list_namespaces())
+    spec = LabRunSpec(peer="kernel", proto="mptcp", paths=[PathSpec()] * paths,
+                      size=kwargs.pop("size", 2 * MiB), direction=direction, timeout=40,
+                      **kwargs)
+    report = run_lab(spec)
+    assert set(list_namespaces()) <= before, "the lab left a namespace behind"
+    return report
+
+
+def _check(report: dict[str, Any], paths: int, direction: str) -> dict[str, int]:
+    assert report["ok"], report["reason"]
+    assert report["sha256_match"]
+    assert report["fallback"] is False
+    subflows = report["subflows"]
+    assert len(subflows) == paths, subflows
+    assert sorted(s["path"] for s in subflows) == list(range(1, paths + 1)), subflows
+    moved = "bytes_sent" if direction == "up" else "bytes_received"
+    for subflow in subflows:
+        assert subflow[moved] > 0, subflows  # every path carries data
+    assert sum(s[moved] for s in subflows) >= report["size"]
+    delta = report["kernel_mib_delta"]
+    for name in HMAC_FAILURES:
+        assert not delta.get(name), delta
+    assert not delta.get("MPTcpExtMPCapableFallbackACK"), delta
+    assert not delta.get("MPTcpExtMPCapableFallbackSYNACK"), delta
+    assert not delta.get("MPTcpExtDSSNotMatching"), delta
+    return delta
+
+
+def _kernel_accepted_joins(delta: dict[str, int], joins: int) -> None:
+    assert delta.get("MPTcpExtMPJoinSynRx", 0) == joins, delta
+    assert delta.get("MPTcpExtMPJoinAckRx", 0) == joins, delta
+
+
+@pytest.mark.parametrize(("paths", "direction"), [(2, "up"), (3, "down"), (3, "up")])
+def test_our_client_joins_a_kernel_server_from_every_address(paths: int,
+                                                              direction: str) -> None:
+    report = _run(paths, direction)
+    delta = _check(report, paths, direction)
+    _kernel_accepted_joins(delta, paths - 1)
+    assert delta.get("MPTcpExtMPCapableSYNRX") == 1, delta
+    ours = report["our_counters"]
+    assert ours["MPJoinSynAckRx"] == paths - 1 and ours["MPJoinSynAckHMacFailure"] == 0
+
+
+def test_our_client_over_ipv6_paths() -> None:
+    report = _run(2, "down", ipv6=True)
+    assert report["family"] == "ipv6"
+    _kernel_accepted_joins(_check(report, 2, "down"), 1)
+    assert all(s["local"].startswith("[fd00:") for s in report["subflows"])
+
+
+def test_kernel_requiring_dss_checksums() -> None:
+    # net.mptcp.checksum_enabled=1: the kernel's MP_CAPABLE sets the A bit, so both ends
+    # checksum every DSS mapping (3.3.1); a wrong checksum would show as DataCsumErr.
+    report = _run(2, "up", sysctls={"net.mptcp.checksum_enabled": 1})
+    delta = _check(report, 2, "up")
+    _kernel_accepted_joins(delta, 1)
+    assert report["checksums"] is True
+    assert not delta.get("MPTcpExtDataCsumErr"), delta
+    assert report["our_counters"]["DataCsumErr"] == 0
+
+
+def test_kernel_announces_its_addresses_and_we_join_them() -> None:
+    report = _run(3, "up", kernel_endpoints="signal")
+    delta = _check(report, 3, "up")
+    _kernel_accepted_joins(delta, 2)
+    assert delta.get("MPTcpExtEchoAdd", 0) >= 2, delta  # we echoed each ADD_ADDR
+    assert report["our_counters"]["AddAddrDrop"] == 0
+    # each join went to the announced address of its own path
+    for subflow in report["subflows"]:
+        assert subflow["local"].split(".")[2] == subflow["remote"].split(".")[2], subflow
+
+
+@pytest.mark.parametrize("direction", ["down", "up"])
+def test_kernel_client_joins_our_server_with_subflow_endpoints(direction: str) -> None:
+    report = _run(3, direction, initiator="peer")
+    delta = _check(report, 3, direction)
+    assert delta.get("MPTcpExtMPJoinSynTx", 0) == 2, delta
+    assert delta.get("MPTcpExtMPJoinSynAckRx", 0) == 2, delta
+    ours = report["our_counters"]
+    assert ours["MPJoinSynRx"] == 2 and ours["MPJoinAckRx"] == 2
+    assert ours["MPJoinAckHMacFailure"] == 0
+    # the kernel joined from its path-i address; the driver kept each on path i
+    remotes = sorted(s["remote"].split(":")[0] for s in report["subflows"])
+    assert remotes == ["198.18.1.1", "198.18.2.1", "198.18.3.1"]
+    links = {entry["path"]: entry["tun"] for entry in report["links"]}
+    assert all(links[i]["packets_in"] > 0 and links[i]["packets_out"] > 0 for i in (1, 2, 3))
+
+
+def test_cli_lab_run_mptcp_prints_a_report() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "impl.cli", "lab", "run", "--peer", "kernel", "--proto",
+         "mptcp", "--paths", "2", "--size", str(MiB), "--direction", "up",
+         "--kernel-endpoints", "subflow", "--kernel-limits", "2", "--timeout", "40"],
+        capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["kernel_limits"] == 2
+    _kernel_accepted_joins(_check(report, 2, "up"), 1)
