@@ -42,10 +42,14 @@ def test_every_rule_fires_somewhere(breadth_first):
             assert runner.feed(event)
             starts.append(dict(runner.values))
         fired |= set(runner.fired)
-    walks = random_walks(SYSTEM, walks=30, depth=25, seed=0,
-                         result=Exploration(fired=fired), start=starts)
-    assert walks.violations == []
     every_rule = {rule.name for _, rule in SYSTEM.all_rules()}
+    walks = Exploration(fired=fired)
+    for seed in range(10):  # batches of seeded walks until every rule fired (or give up)
+        walks = random_walks(SYSTEM, walks=20, depth=25, seed=seed, result=walks,
+                             start=starts)
+        if walks.fired >= every_rule:
+            break
+    assert walks.violations == []
     assert sorted(every_rule - walks.fired) == []
 
 
