@@ -50,7 +50,7 @@ from impl.lab.kernel import counter_delta, read_counters, write_sysctl
 from impl.lab.netns import NetworkNamespace
 
 __all__ = ["KernelPairLab", "KernelPeerLab", "LabPath", "PathSpec", "RefPairLab",
-           "kernel_counter_delta"]
+           "add_mptcp_endpoint", "kernel_counter_delta", "set_mptcp_limits"]
 
 MTU = 1500
 TXQUEUELEN = 1000  # TUN default is 500 packets; a little more room for bursts
@@ -241,41 +241,54 @@ class KernelPeerLab(_Lab):
 
     def mptcp_limits(self, subflows: int, add_addr_accepted: int) -> None:
         """`ip mptcp limits set subflows N add_addr_accepted M` (at most 8 each)."""
-        from pyroute2 import MPTCP
-
-        with self.namespace.entered():
-            mptcp = MPTCP()
-        try:
-            mptcp.limits("set", subflows=subflows, add_addr_accepted=add_addr_accepted)
-        finally:
-            mptcp.close()
+        set_mptcp_limits(self.namespace, subflows, add_addr_accepted)
 
     def mptcp_endpoint(self, address: str, flags: int, *, endpoint_id: int | None = None,
                        ifname: str | None = None) -> None:
         """`ip mptcp endpoint add ADDRESS [id N] [dev IF]` with MPTCP_PM_ADDR_FLAG_*
         bits in `flags` (signal 1, subflow 2, backup 4, fullmesh 8)."""
-        from pyroute2 import MPTCP
+        add_mptcp_endpoint(self.namespace, address, flags, endpoint_id=endpoint_id,
+                           ifname=ifname)
 
-        from impl.lab.netns import check_lab_network
 
-        check_lab_network(address)
-        version = ipaddress.ip_address(address).version
-        attributes: dict[str, Any] = {("addr6" if version == 6 else "addr4"): address,
-                                      "flags": flags}
-        if endpoint_id is not None:
-            attributes["id"] = endpoint_id
-        if ifname is not None:
-            with self.namespace.iproute() as ipr:
-                index = ipr.link_lookup(ifname=ifname)[0]
-            # pyroute2 0.9 declares MPTCP_PM_ADDR_ATTR_IF_IDX as raw bytes ('hex'); the
-            # kernel reads an s32 in host order, so hand it exactly those 4 bytes.
-            attributes["if_idx"] = struct.pack("=i", index)
-        with self.namespace.entered():
-            mptcp = MPTCP()
-        try:
-            mptcp.endpoint("add", **attributes)
-        finally:
-            mptcp.close()
+def set_mptcp_limits(namespace: NetworkNamespace, subflows: int,
+                     add_addr_accepted: int) -> None:
+    """`ip mptcp limits set ...` in `namespace` (the in-kernel path manager)."""
+    from pyroute2 import MPTCP
+
+    with namespace.entered():
+        mptcp = MPTCP()
+    try:
+        mptcp.limits("set", subflows=subflows, add_addr_accepted=add_addr_accepted)
+    finally:
+        mptcp.close()
+
+
+def add_mptcp_endpoint(namespace: NetworkNamespace, address: str, flags: int, *,
+                       endpoint_id: int | None = None, ifname: str | None = None) -> None:
+    """`ip mptcp endpoint add ADDRESS flags ... [id N] [dev IF]` in `namespace`."""
+    from pyroute2 import MPTCP
+
+    from impl.lab.netns import check_lab_network
+
+    check_lab_network(address)
+    version = ipaddress.ip_address(address).version
+    attributes: dict[str, Any] = {("addr6" if version == 6 else "addr4"): address,
+                                  "flags": flags}
+    if endpoint_id is not None:
+        attributes["id"] = endpoint_id
+    if ifname is not None:
+        with namespace.iproute() as ipr:
+            index = ipr.link_lookup(ifname=ifname)[0]
+        # pyroute2 0.9 declares MPTCP_PM_ADDR_ATTR_IF_IDX as raw bytes ('hex'); the
+        # kernel reads an s32 in host order, so hand it exactly those 4 bytes.
+        attributes["if_idx"] = struct.pack("=i", index)
+    with namespace.entered():
+        mptcp = MPTCP()
+    try:
+        mptcp.endpoint("add", **attributes)
+    finally:
+        mptcp.close()
 
 
 class KernelPairLab(_Lab):
