@@ -140,3 +140,15 @@ def test_cli_lab_run_mptcp_prints_a_report() -> None:
 def test_kernel_sending_announces_its_addresses_and_we_join_them() -> None:
     report = _run(2, "down", kernel_endpoints="signal", size=256 * 1024, timeout=6)
     _check(report, 2, "down")
+
+
+def test_kernel_backup_endpoints_join_as_backup_and_stay_idle() -> None:
+    # MP_JOIN with the B bit (3.2): our scheduler keeps backup subflows for when no
+    # regular one is usable, so with path 1 healthy they carry no payload.
+    report = _run(3, "up", initiator="peer", kernel_endpoints="backup", size=MiB)
+    assert report["ok"], report["reason"]
+    subflows = report["subflows"]
+    assert [s["backup"] for s in subflows] == [False, True, True], subflows
+    assert subflows[0]["bytes_sent"] == MiB
+    assert all(s["bytes_sent"] == 0 for s in subflows[1:]), subflows
+    assert report["kernel_mib_delta"].get("MPTcpExtMPJoinSynAckRx") == 2
