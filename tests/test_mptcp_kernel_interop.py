@@ -152,3 +152,16 @@ def test_kernel_backup_endpoints_join_as_backup_and_stay_idle() -> None:
     assert subflows[0]["bytes_sent"] == MiB
     assert all(s["bytes_sent"] == 0 for s in subflows[1:]), subflows
     assert report["kernel_mib_delta"].get("MPTcpExtMPJoinSynAckRx") == 2
+
+
+def test_kernel_limits_reject_extra_joins_and_the_rest_carry_the_data() -> None:
+    # `ip mptcp limits subflows 1`: the kernel refuses the second join with a RST
+    # (MPJoinRejected); the connection goes on over the two subflows it has.
+    report = _run(3, "up", kernel_limits=1, size=MiB)
+    assert report["ok"], report["reason"]
+    delta = report["kernel_mib_delta"]
+    assert delta.get("MPTcpExtMPJoinSynRx") == 2 and delta.get("MPTcpExtMPJoinAckRx") == 1
+    assert delta.get("MPTcpExtMPJoinRejected") == 1, delta
+    carried = [s for s in report["subflows"] if s["bytes_sent"] > 0]
+    assert len(carried) == 2 and sum(s["bytes_sent"] for s in carried) >= MiB
+    assert [s["close_reason"] for s in report["subflows"]].count("reset") == 1
