@@ -9,9 +9,10 @@
   the links, our server behind the router namespace).
 
 "up" means our endpoint (the client, at .2) sends, "down" that it receives. By default
-our endpoint connects and the other end listens; `initiator="peer"` swaps that. Plain
-TCP only for now (`proto="tcp"`); with several paths a TCP connection uses path 1 and
-the other paths stay idle (MPTCP will use them).
+our endpoint connects and the other end listens; `initiator="peer"` swaps that. With
+`proto="tcp"` and several paths a TCP connection uses path 1 and the other paths stay
+idle; `proto="mptcp"` (with `peer="kernel"`) runs `impl.lab.mptcp_run`, one subflow per
+path (`kernel_endpoints`, `kernel_limits`, `checksums` apply only there).
 
 The report: `ok`, `reason` (why not ok), `bytes` (received by the receiver),
 `sha256_match` (the receiver hashed exactly what the sender hashed), `seconds` (from the
