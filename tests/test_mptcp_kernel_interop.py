@@ -133,12 +133,8 @@ def test_cli_lab_run_mptcp_prints_a_report() -> None:
     _kernel_accepted_joins(_check(report, 2, "up"), 1)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "impl.mptcp bug: the initiator falls back to TCP when the listener's first segment "
-    "after the handshake has no DSS even if it carries an ADD_ADDR (Linux sends a signal "
-    "on a pure ACK without DSS); our client then reads the raw subflow stream"))
 def test_kernel_sending_announces_its_addresses_and_we_join_them() -> None:
-    report = _run(2, "down", kernel_endpoints="signal", size=256 * 1024, timeout=6)
+    report = _run(2, "down", kernel_endpoints="signal", size=2 * MiB, timeout=20)
     _check(report, 2, "down")
 
 

@@ -30,7 +30,6 @@ import secrets
 import time
 import traceback
 from contextlib import ExitStack
-from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -51,7 +50,6 @@ FLAG_SIGNAL, FLAG_SUBFLOW, FLAG_BACKUP, FLAG_FULLMESH = 1, 2, 4, 8
 MAX_LIMIT = 8  # MPTCP_PM_ADDR_MAX
 HIGH_WATER = 4 << 20
 SETTLE = 2.0
-INITIAL_DATA_WINDOW = 64 * 1024  # see the work-around in run_mptcp_with_kernel
 
 
 class MptcpApplication:
@@ -243,14 +241,6 @@ def run_mptcp_with_kernel(spec: Any, *, kernel_endpoints: str = "subflow",
                 lab.mptcp_endpoint(address, flags, ifname=f"path{index}")
         our_role, kernel_role = _roles(spec)
         tcp = our_config(spec.ipv6, spec.config)
-        if our_role == "source" and spec.config is None:
-            # Work-around for impl.mptcp: before the first DATA_ACK the core takes our own
-            # receive buffer as the peer's data-level window (MptcpConnection.send_edge,
-            # RFC 8684 3.3.4 wants the peer's), and Linux drops mappings beyond its
-            # window (MPTcpExtNoDSSInWindow) after the subflow acknowledged them, which
-            # the core never retransmits at the data level. A sender receives nothing,
-            # so a small buffer of ours costs nothing and keeps us inside the window.
-            tcp = replace(tcp, receive_buffer=INITIAL_DATA_WINDOW)
         config = MptcpConfig(checksums=bool(spec.checksums), tcp=tcp)
         app = MptcpApplication(our_role, spec.size, seed=spec.seed)
         before = lab.counters()

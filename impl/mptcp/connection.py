@@ -50,6 +50,10 @@ __all__ = ["MptcpConfig", "MptcpConnection"]
 S = TcpState
 
 
+# RFC 9293 3.1: a segment's window field is 16 bits and SYNs are never scaled (RFC 7323 2.2).
+INITIAL_PEER_DATA_WINDOW = 65535
+
+
 @dataclass(frozen=True)
 class MptcpConfig:
     checksums: bool = False  # set the A flag: require DSS checksums (3.1, 3.3.1)
@@ -89,7 +93,11 @@ class MptcpConnection(InputMixin, OutputMixin):
         self.snd_buffer = SendBuffer(self.local_idsn + 1)
         self.snd_una = self.local_idsn + 1  # oldest DSN not DATA_ACKed
         self.snd_nxt = self.local_idsn + 1  # next DSN never mapped before
-        self.send_edge = self.local_idsn + 1 + config.tcp.receive_buffer  # 3.3.4
+        # 3.3.4: the data-level window is the peer's, relative to its DATA_ACK. Until the
+        # first DATA_ACK tells us that window, assume no more than an unscaled TCP window
+        # (the most a SYN or SYN/ACK can say): Linux drops mappings beyond its window
+        # (MPTcpExtNoDSSInWindow) after the subflow has acknowledged them.
+        self.send_edge = self.local_idsn + 1 + INITIAL_PEER_DATA_WINDOW
         self.reinject: list[tuple[int, int]] = []
         self.fin_dsn: int | None = None  # our DATA_FIN, once close() was called
         self.fin_acked = False
