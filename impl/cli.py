@@ -148,6 +148,15 @@ def lab_run(
     except ValueError as error:
         error_console.print(f"[bold red]mptcp-ref lab run:[/] {error}")
         raise typer.Exit(2) from None
+    # Output folders are made before the lab is built, so a bad path costs no transfer.
+    for output in (json_path, pcap, eventlog):
+        if output is None:
+            continue
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            error_console.print(f"[bold red]mptcp-ref lab run:[/] cannot write {output}: {error}")
+            raise typer.Exit(2) from None
 
     def terminate(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt  # unwinds the lab like Ctrl-C: nothing is left behind

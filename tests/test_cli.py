@@ -52,3 +52,11 @@ def test_bad_option_value_is_a_clear_error() -> None:
     result = run_cli("check", "--depth", "not-a-number")
     assert result.returncode != 0
     assert "depth" in result.stderr.lower()
+
+
+def test_lab_run_output_in_an_unwritable_place_is_refused_before_any_lab() -> None:
+    result = run_cli("lab", "run", "--size", "1024", "--direction", "up",
+                     "--json", "/proc/no-such-dir/report.json")
+    assert result.returncode == 2
+    assert "cannot write" in result.stderr
+    assert "Traceback" not in result.stderr
