@@ -82,11 +82,12 @@ class InputMixin:
         elif not self.client and subflow.initial and handshake.find_option(options, MpCapable):
             subflow.tcp.request_ack()  # a repeated third ACK: our DSS answer was lost
         elif (self.client and not self.fully_established
-              and (len(payload) > 0 or flags & TcpFlags.FIN)
-              and not any(isinstance(option, Dss) for option in options)):
-            # 3.7: the listener's first *data* after the handshake has no DSS mapping: it
-            # fell back to TCP (our third ACK lost its option on the way), so do we. A pure
-            # ACK proves nothing either way: Linux sends ADD_ADDR on a pure ACK without DSS.
+              and not any(isinstance(option, Dss) for option in options)
+              and (not options or len(payload) > 0 or flags & TcpFlags.FIN)):
+            # 3.7: the listener's first segment after the handshake has no DSS: it fell
+            # back to TCP (our third ACK lost its option on the way), so do we. Except a
+            # pure ACK that carries another MPTCP option: Linux sends ADD_ADDR on a pure
+            # ACK without DSS, and that peer is plainly still speaking MPTCP.
             if not self._joined_ever():
                 self._enter_fallback(subflow)
                 return
