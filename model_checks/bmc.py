@@ -105,6 +105,7 @@ class Unrolling:
         # default SMT solver (depth 30 of the toy spec: ~1 s against minutes), and it needs
         # every integer bounded, which `domain` asserts for every state of the unrolling.
         self.solver = solver if solver is not None else z3.SolverFor("QF_FD")
+        self.confirm = initial
         self.states = [encoding.state_vars("0")]
         self.steps: list[StepVars] = []
         self.solver.add(encoding.domain(self.states[0]))
@@ -144,7 +145,8 @@ class Unrolling:
             fired.append(rule_names(choice.rules))
         states = [self.encoding.read_state(model, state) for state in self.states[: k + 1]]
         trace = Trace(steps, fired, states)
-        confirm(self.encoding.system, trace)
+        if self.confirm:
+            confirm(self.encoding.system, trace)
         return trace
 
 
@@ -189,22 +191,35 @@ def search(
     on_depth: Callable[[int, int], None] | None = None,
     stop_when_done: bool = True,
     constraints: Callable[[Unrolling, int], Iterable[z3.BoolRef]] | None = None,
+    strengthen: Callable[[Unrolling, int], Iterable[z3.BoolRef]] | None = None,
+    from_state: Mapping[str, Any] | None = None,
 ) -> SearchResult:
     """Find, for every target, the shortest run that makes it true (up to `depth` steps).
 
     `constraints(unrolling, k)` may add per-query side conditions on state k (used by the
-    "CLOSED stays reachable" check to exclude states already shown to close)."""
+    "CLOSED stays reachable" check to exclude states already shown to close).
+    `strengthen(unrolling, k)` gives facts known to hold on every reachable state k (proved
+    invariants); they are asserted for good, which prunes the search without changing
+    what is reachable."""
     start = time.monotonic()
     remaining: dict[Any, Target] = {target.key: target for target in targets}
     hits: dict[Any, Hit] = {}
-    unrolling = Unrolling(encoding)
+    unrolling = Unrolling(encoding, initial=from_state is None)
     solver = unrolling.solver
+    if from_state is not None:
+        # From a concrete state instead of the initial one; traces are then not
+        # confirmed from the initial state (the caller does, with the prefix).
+        unrolling.confirm = False
+        solver.add(*(unrolling.states[0][key] == encoding.encode_value(key, value)
+                     for key, value in from_state.items()))
     reached = -1
     for k in range(depth + 1):
         if deadline is not None and time.monotonic() > deadline:
             return SearchResult(hits, reached, time.monotonic() - start, False)
         if k > 0:
             unrolling.extend()
+        if strengthen is not None:
+            solver.add(*strengthen(unrolling, k))
         probe = encoding.step_vars(f"probe{k}")
         probe_bounds = encoding._param_bounds(probe.params)
         terms = {}
@@ -218,10 +233,19 @@ def search(
             if constraints is not None:
                 solver.add(*constraints(unrolling, k))
             solver.add(z3.Or(*terms.values()))
+            if deadline is not None:
+                # One depth can take long; the deadline holds inside it too.
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    solver.pop()
+                    return SearchResult(hits, reached, time.monotonic() - start, False)
+                solver.set("timeout", left_ms)
             answer = solver.check()
             if answer != z3.sat:
                 solver.pop()
                 if answer == z3.unknown:
+                    if deadline is not None and time.monotonic() >= deadline - 0.05:
+                        return SearchResult(hits, reached, time.monotonic() - start, False)
                     raise RuntimeError(f"Z3 gave up at depth {k}: {solver.reason_unknown()}")
                 break
             model = solver.model()

@@ -292,6 +292,28 @@ class Encoding:
                                                                    strict=True)))
         return z3.simplify(z3.Or(*options))
 
+    def influencing_keys(self, extra: Sequence[z3.ExprRef] = ()) -> set[str]:
+        """The state variables that can matter to what happens next: those some guard (or
+        one of the `extra` formulas, e.g. invariants) reads, closed under "an effect
+        computes a variable that matters from this one". A variable outside this cone of
+        influence can never change which events are enabled."""
+        by_name = {str(var): key for key, var in self.template.items()}
+        wanted = set()
+        for term in [choice.condition for choice in self.choices] + list(extra):
+            wanted |= {by_name[name] for name in _constant_names(term) if name in by_name}
+        changed = True
+        while changed:
+            changed = False
+            for choice in self.choices:
+                for key, value in choice.updates.items():
+                    if key in wanted and isinstance(value, z3.ExprRef):
+                        for name in _constant_names(value):
+                            source = by_name.get(name)
+                            if source is not None and source not in wanted:
+                                wanted.add(source)
+                                changed = True
+        return wanted
+
     def choices_firing(self, machine: str, rule_name: str) -> list[Choice]:
         return [choice for choice in self.choices if choice.fires(machine, rule_name)]
 
@@ -320,6 +342,22 @@ class Encoding:
 
     def labels(self) -> Mapping[str, Label]:
         return self.system.labels
+
+
+def _constant_names(term: z3.ExprRef) -> set[str]:
+    """Names of the uninterpreted constants in a term (its free variables)."""
+    names: set[str] = set()
+    seen: set[int] = set()
+    stack = [term]
+    while stack:
+        node = stack.pop()
+        if node.get_id() in seen:
+            continue
+        seen.add(node.get_id())
+        if z3.is_const(node) and node.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+            names.add(node.decl().name())
+        stack.extend(node.children())
+    return names
 
 
 def _param_const(param: Variable, name: str) -> z3.ExprRef:

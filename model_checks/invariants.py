@@ -154,17 +154,31 @@ def k_induction(
 # Spacer (constrained Horn clauses)
 
 
+@dataclass
+class SpacerAnswer:
+    answer: str  # "proved" | "violated" | "unknown"
+    lemma: z3.BoolRef | None = None  # Spacer's inductive invariant, checked by us
+    seconds: float = 0.0
+
+
 def spacer_prove(
     encoding: Encoding,
-    invariant: Invariant,
+    invariant: Invariant | None,
     lemmas: Sequence[Invariant] = (),
     timeout_ms: int = 20_000,
-) -> str:
-    """"proved", "violated" or "unknown" for one invariant, by Spacer.
+    extra: Sequence[z3.BoolRef] = (),
+    bad: z3.BoolRef | None = None,
+) -> SpacerAnswer:
+    """Prove one invariant with Spacer.
 
-    Reach(s) is the reachable set: Init(s) -> Reach(s); Reach(s) /\\ T(s, s') -> Reach(s');
-    Reach(s) /\\ bad -> false. Proved invariants (`lemmas`) restrict the transitions to
-    states where they hold, which keeps the reachable set unchanged."""
+    Reach(s) is the reachable set: Init(s) -> Reach(s); Reach(s) and T(s, s') -> Reach(s');
+    Reach(s) and bad -> false. Facts already proved (`lemmas`, and `extra` state formulas)
+    restrict the transitions to states where they hold, which leaves the reachable set as
+    it is. On success Spacer's inductive invariant is checked here (initial, and inductive
+    relative to the facts) before it is handed back as a new lemma. With `bad` (a formula
+    over the template state and parameters) instead of an invariant, "proved" means no
+    reachable state satisfies it."""
+    start = time.monotonic()
     keys = encoding.keys
     sorts = [encoding.template[key].sort() for key in keys]
     reach = z3.Function("Reach", *sorts, z3.BoolSort())
@@ -178,24 +192,50 @@ def spacer_prove(
     fixedpoint.declare_var(*state, *following, *params, encoding.template_choice)
     fixedpoint.rule(reach(*state), encoding.initial(encoding.template))
     known = [holds_template(encoding, lemma) for lemma in lemmas if lemma.kind == "state"]
+    known += list(extra)
     step_known = [holds_template(encoding, lemma) for lemma in lemmas if lemma.kind == "step"]
-    body = [reach(*state), encoding.transition(encoding.template, _template_step(encoding),
-                                               encoding.template_next), *known, *step_known]
+    transition = encoding.transition(encoding.template, _template_step(encoding),
+                                     encoding.template_next)
+    body = [reach(*state), transition, *known, *step_known]
     fixedpoint.rule(reach(*following), body)
-    holds = holds_template(encoding, invariant)
-    if invariant.kind == "state":
-        query = z3.And(reach(*state), z3.Not(holds))
+    if bad is not None:
+        query = z3.And(reach(*state), bad)
+    elif invariant.kind == "state":
+        query = z3.And(reach(*state), z3.Not(holds_template(encoding, invariant)))
     else:
-        query = z3.And(*body, z3.Not(holds))
+        query = z3.And(*body, z3.Not(holds_template(encoding, invariant)))
     try:
         answer = fixedpoint.query(query)
     except z3.Z3Exception:
-        return "unknown"
-    if answer == z3.unsat:
-        return "proved"
+        return SpacerAnswer("unknown", seconds=time.monotonic() - start)
     if answer == z3.sat:
-        return "violated"
-    return "unknown"
+        return SpacerAnswer("violated", seconds=time.monotonic() - start)
+    if answer != z3.unsat:
+        return SpacerAnswer("unknown", seconds=time.monotonic() - start)
+    lemma = None
+    try:
+        cover = fixedpoint.get_cover_delta(-1, reach)
+        candidate = z3.substitute_vars(cover, *state)
+        if _inductive(encoding, candidate, known, step_known, transition):
+            lemma = candidate
+    except z3.Z3Exception:
+        lemma = None
+    return SpacerAnswer("proved", lemma, time.monotonic() - start)
+
+
+def _inductive(encoding: Encoding, formula: z3.BoolRef, known, step_known, transition) -> bool:
+    """formula holds initially and is preserved by every step from a state where the
+    known facts hold: then it holds in every reachable state."""
+    solver = z3.SolverFor("QF_FD")
+    solver.add(encoding.initial(encoding.template), z3.Not(formula))
+    if solver.check() != z3.unsat:
+        return False
+    following = z3.substitute(formula, *[(encoding.template[key], encoding.template_next[key])
+                                         for key in encoding.keys])
+    solver = z3.SolverFor("QF_FD")
+    solver.add(encoding.domain(encoding.template), encoding.domain(encoding.template_next),
+               formula, *known, *step_known, transition, z3.Not(following))
+    return solver.check() == z3.unsat
 
 
 def _template_step(encoding: Encoding):
@@ -262,7 +302,7 @@ def check_invariants(
                 on_progress(f"Spacer {invariant.name}")
             spacer_start = time.monotonic()
             answer = spacer_prove(encoding, invariant, proved_invariants,
-                                  timeout_ms=spacer_timeout_ms)
+                                  timeout_ms=spacer_timeout_ms).answer
             seconds += time.monotonic() - spacer_start
             if answer == "proved":
                 results[invariant.name] = InvariantResult(
