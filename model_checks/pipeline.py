@@ -163,7 +163,8 @@ def run_checks(
 
     # Round 1: coverage BMC then Spacer from the end of the list, next to Spacer from the
     # start; the two share answers and lemmas.
-    shared: dict[str, Any] = multiprocessing.Manager().dict() if parallel else {}
+    manager = multiprocessing.Manager() if parallel else None
+    shared: Any = manager.dict() if manager is not None else {}
     spacer_deadline = time.monotonic() + options.spacer_seconds
 
     def spacer_from(reverse: bool, say) -> Any:
@@ -205,6 +206,8 @@ def run_checks(
     _wait(jobs, meanwhile)
     first = jobs[0].result
     spacer_answers = _shared_answers(dict(shared), jobs[1].result)
+    if manager is not None:
+        manager.shutdown()
     report.timings["coverage+spacer"] = jobs[0].seconds
     report.timings["spacer"] = jobs[1].seconds
 
