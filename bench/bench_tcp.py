@@ -20,11 +20,11 @@ other load on the machine moves both numbers (hence the median of several runs).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from typing import Any
 
+from bench.report import print_goodput_table
 from impl.lab.run import LabRunSpec, run_lab
 from impl.lab.topology import KernelPairLab, PathSpec
 from impl.lab.traffic import KernelTraffic
@@ -88,20 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", dest="json_path")
     args = parser.parse_args(argv)
     result = measure(args.size, args.repeat, args.ipv6)
-    median = result["median_mbit"]
-    print(f"TCP goodput, one unlimited path, {args.size / MiB:g} MiB, {result['family']}, "
-          f"median of {args.repeat}")
-    print(f"{'':24}{'Mbit/s':>10}{'ratio':>8}   samples")
-    rows = (("kernel -> kernel", "kernel_kernel", None),
-            ("ours -> kernel (up)", "ours_up", result["ratio_up"]),
-            ("kernel -> ours (down)", "ours_down", result["ratio_down"]))
-    for label, key, ratio in rows:
-        samples = ", ".join(f"{value:.0f}" for value in result["samples_mbit"][key])
-        shown = "" if ratio is None else f"{ratio:.3f}"
-        print(f"{label:24}{median[key]:>10.1f}{shown:>8}   {samples}")
-    if args.json_path:
-        with open(args.json_path, "w") as stream:
-            json.dump(result, stream, indent=2)
+    print_goodput_table(f"TCP goodput, one unlimited path, {args.size / MiB:g} MiB, "
+                        f"{result['family']}, median of {args.repeat}", result, args.json_path)
     return 0
 
 
