@@ -28,7 +28,7 @@ from typing import Any
 import z3
 
 from model_checks.bmc import Hit, Target, Unrolling, search
-from model_checks.encoding import Encoding
+from model_checks.encoding import Encoding, StepVars
 from model_checks.invariants import (
     holds_template,
     invariant_violation_targets,
@@ -62,13 +62,14 @@ class CheckOptions:
     depth: int = 30  # BMC bound
     close_bound: int = 12  # CLOSED must be reachable within this many steps
     bmc_seconds: float = 40.0  # coverage BMC stops when all is covered, or after this
-    bmc2_seconds: float = 20.0  # round 2 BMC (what the proofs left open)
-    spacer_ms: int = 20_000  # per Spacer query
-    spacer_first_ms: int = 15_000  # per Spacer query on the first pass
-    spacer_seconds: float = 50.0  # for all Spacer queries together (both workers)
+    bmc2_seconds: float = 15.0  # round 2 BMC (what the proofs left open)
+    spacer_ms: int = 25_000  # per Spacer query (tried again only with new lemmas)
+    spacer_first_ms: int = 25_000  # per Spacer query on the first pass
+    spacer_seconds: float = 60.0  # for all Spacer queries together (both workers)
     induction_k: int = 2
     terminal: tuple[str, ...] = ("CLOSED",)
     witness_dir: Path | None = Path("out/witnesses")
+    certificates: Path | None = Path("out/proof-certificates.json")
     counterexample_dir: Path | None = Path("out/counterexamples")
 
 
@@ -237,7 +238,7 @@ def bmc_phase(
 @dataclass
 class SpacerAnswers:
     answers: dict[str, str]  # invariant -> proved | violated | unknown
-    lemmas: list[str]  # Spacer's inductive invariants (checked), as text
+    lemmas: list[str]  # "<invariant>\n<Spacer's inductive invariant, checked, as text>"
     seconds: float
 
 
@@ -255,11 +256,11 @@ def spacer_phase(
 ) -> SpacerAnswers:
     """Spacer on each open invariant; every proof adds its invariant and Spacer's own
     inductive invariant to the facts the next query may assume. An invariant Spacer gave
-    up on is tried again, with the full timeout, if later proofs brought new facts.
+    up on is tried again only if later proofs brought new facts.
 
-    Two workers may run this at once from opposite ends of the list (`reverse`), sharing
-    answers and lemmas through `shared` (a manager dict): "answer:<name>" -> answer,
-    "lemma:<name>" -> lemma text, "busy:<name>" while a worker is on it."""
+    Two workers may run this at once, sharing answers and lemmas through `shared` (a
+    manager dict): "answer:<name>" -> answer, "lemma:<name>" -> lemma text, "busy:<name>"
+    while a worker is on it (the other one skips it). `reverse` walks the list backwards."""
     start = time.monotonic()
     deadline = start + seconds
     shared = shared if shared is not None else {}
@@ -272,19 +273,21 @@ def spacer_phase(
     order = list(reversed(open_invariants)) if reverse else list(open_invariants)
 
     def merge() -> None:
-        """Take in what the other worker proved."""
+        """Take in what the other worker (or a re-checked certificate) proved: proved
+        invariants become facts, and so does every checked lemma."""
         for key in list(shared.keys()):
-            kind, _, name = key.partition(":")
-            if name in merged:
+            if key in merged:
                 continue
+            kind, _, name = key.partition(":")
             if kind == "answer":
                 answers[name] = shared[key]
                 if shared[key] == "proved":
-                    merged.add(name)
-                    known.append(by_name[name])
-                    text = shared.get(f"lemma:{name}")
-                    if text:
-                        extra.append(formula_from_text(encoding, text))
+                    merged.add(key)
+                    if name in by_name:
+                        known.append(by_name[name])
+            elif kind == "lemma" and shared[key]:
+                merged.add(key)
+                extra.append(formula_from_text(encoding, shared[key]))
 
     def settled(name: str) -> bool:
         return shared.get(f"answer:{name}") in ("proved", "violated")
@@ -302,8 +305,9 @@ def spacer_phase(
             if settled(invariant.name) or shared.get(f"busy:{invariant.name}"):
                 continue
             facts = len(known) + len(extra)
-            if tried_with.get(invariant.name) == (facts, spacer_ms):
-                continue  # nothing new to try it with
+            if tried_with.get(invariant.name, (-1, 0))[0] == facts or \
+                    shared.get(f"tried:{invariant.name}") == facts:
+                continue  # nothing new to try it with (here or in the other worker)
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms < 500:
                 break
@@ -325,12 +329,115 @@ def spacer_phase(
                 progressed = True
             elif outcome.answer == "violated":
                 shared[f"answer:{invariant.name}"] = "violated"
+            else:
+                shared[f"tried:{invariant.name}"] = facts
+                shared.setdefault(f"answer:{invariant.name}", "unknown")
         if not progressed:
             break
     merge()
-    lemmas = [shared[f"lemma:{name}"] for name in sorted(merged)
-              if shared.get(f"lemma:{name}")]
+    lemmas = [f"{key.partition(':')[2]}\n{shared[key]}" for key in sorted(merged)
+              if key.startswith("lemma:")]
     return SpacerAnswers(answers, lemmas, time.monotonic() - start)
+
+
+# ---------------------------------------------------------------------------------------
+# Proof certificates: Spacer's inductive invariants, kept between runs and re-checked
+
+
+def encoding_fingerprint(encoding: Encoding) -> str:
+    """A hash of the transition relation and the invariants as Z3 builds them: a cached
+    certificate is only offered to the encoding it came from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    digest.update(encoding._transition.sexpr().encode())
+    for invariant in encoding.system.invariants:
+        digest.update(invariant.name.encode())
+        digest.update(holds_template(encoding, invariant).sexpr().encode())
+    return digest.hexdigest()
+
+
+def load_certificates(path: Path | None, fingerprint: str) -> dict[str, str]:
+    import json
+
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if data.get("fingerprint") != fingerprint:
+        return {}
+    return dict(data.get("lemmas", {}))
+
+
+def save_certificates(path: Path | None, fingerprint: str, lemmas: dict[str, str]) -> None:
+    import json
+
+    if path is None or not lemmas:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"fingerprint": fingerprint, "lemmas": lemmas}, indent=1)
+                    + "\n", encoding="utf-8")
+
+
+def recheck_certificates(
+    encoding: Encoding,
+    certificates: dict[str, str],
+    proved_invariants: Sequence[Invariant],
+    open_invariants: Sequence[Invariant],
+) -> tuple[list[Invariant], dict[str, str]]:
+    """Which open invariants the cached lemmas prove, checked from scratch: the lemmas
+    that hold initially and are jointly inductive (Houdini, relative to the invariants
+    already proved) are facts; an invariant they imply (a state invariant in every state
+    they allow, a step invariant on every step from such a state) is proved. Nothing is
+    taken on trust: a stale or broken certificate just drops out."""
+    known = lemmas_of(encoding, proved_invariants)
+    lemmas: dict[str, z3.BoolRef] = {}
+    for name, text in certificates.items():
+        try:
+            lemmas[name] = formula_from_text(encoding, text)
+        except z3.Z3Exception:
+            continue
+    initial = z3.SolverFor("QF_FD")
+    initial.add(encoding.initial(encoding.template))
+    alive = {}
+    for name, lemma in lemmas.items():
+        initial.push()
+        initial.add(z3.Not(lemma))
+        if initial.check() == z3.unsat:
+            alive[name] = lemma
+        initial.pop()
+    step = z3.SolverFor("QF_FD")
+    transition = encoding.transition(encoding.template, StepVars(
+        encoding.template_choice, dict(encoding.template_params)), encoding.template_next)
+    renaming = [(encoding.template[key], encoding.template_next[key]) for key in encoding.keys]
+    step.add(encoding.domain(encoding.template), encoding.domain(encoding.template_next),
+             transition, *known.state, *known.step)
+    while alive:
+        step.push()
+        step.add(*alive.values())
+        after = {name: z3.substitute(lemma, *renaming) for name, lemma in alive.items()}
+        step.add(z3.Or(*(z3.Not(term) for term in after.values())))
+        answer = step.check()
+        if answer != z3.sat:
+            step.pop()
+            if answer != z3.unsat:
+                alive = {}
+            break
+        model = step.model()
+        alive = {name: alive[name] for name, term in after.items()
+                 if z3.is_true(model.eval(term, model_completion=True))}
+        step.pop()
+    proved = []
+    step.add(*alive.values())
+    for invariant in open_invariants:
+        step.push()
+        step.add(z3.Not(holds_template(encoding, invariant)))
+        if step.check() == z3.unsat:
+            proved.append(invariant)
+        step.pop()
+    return proved, {name: formula_text(lemma) for name, lemma in alive.items()}
 
 
 @dataclass
@@ -396,6 +503,8 @@ class Answers:
     second_bmc: BmcAnswers | None  # what the proofs left open, with every lemma assumed
     closable: ClosableAnswers
     max_k: int
+    relative_k: set[str] = field(default_factory=set)  # k-inductive given Spacer's lemmas
+    certified: set[str] = field(default_factory=set)  # proved by a re-checked certificate
 
     def hit(self, key) -> Hit | None:
         for bmc in (self.first_bmc, self.second_bmc):
@@ -428,7 +537,13 @@ def invariant_rows(system: SystemSpec, answers: Answers) -> list[PropertyResult]
             if k is not None or by_spacer == PROVED:
                 row.notes.append("ENCODER BUG: also proved")
         elif k is not None:
-            row = PropertyResult(invariant.name, "invariant", f"{k}-induction", PROVED, None,
+            method = f"{k}-induction" + (" + Spacer lemmas" if invariant.name in
+                                         answers.relative_k else "")
+            row = PropertyResult(invariant.name, "invariant", method, PROVED, None,
+                                 induction.seconds)
+        elif invariant.name in answers.certified:
+            row = PropertyResult(invariant.name, "invariant",
+                                 "Spacer certificate, re-checked", PROVED, None,
                                  induction.seconds)
         elif by_spacer == PROVED:
             row = PropertyResult(invariant.name, "invariant", "Spacer (CHC)", PROVED, None,

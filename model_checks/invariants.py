@@ -83,7 +83,10 @@ def k_induction(
     invariants: Sequence[Invariant],
     max_k: int = 3,
     deadline: float | None = None,
+    facts: Any = None,
 ) -> InductionOutcome:
+    """Houdini-style k-induction; `facts` (checks.Lemmas: already proved to hold in every
+    reachable state) are assumed on every state and transition of the path."""
     start = time.monotonic()
     holds = {invariant.name: holds_template(encoding, invariant) for invariant in invariants}
     kinds = {invariant.name: invariant.kind for invariant in invariants}
@@ -118,6 +121,9 @@ def k_induction(
         for name in proved:  # known invariants hold everywhere
             for position in range(0 if kinds[name] == "state" else 1, k + 1):
                 solver.add(at(name, position))
+        if facts is not None:
+            for position in range(k + 1):
+                solver.add(*facts.assume_on(encoding, path, position))
         alive = list(candidates)
         while alive:
             if deadline is not None and time.monotonic() > deadline:

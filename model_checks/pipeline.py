@@ -31,17 +31,22 @@ from model_checks.checks import (
     bmc_phase,
     closable_phase,
     coverage_result,
+    encoding_fingerprint,
     formula_from_text,
     invariant_rows,
     lemmas_of,
+    load_certificates,
     prove_by_induction,
+    recheck_certificates,
     relative_checks,
+    save_certificates,
     spacer_phase,
     structural_rows,
     write_witnesses,
 )
 from model_checks.encoding import Encoding
 from model_checks.explore import explore
+from model_checks.invariants import k_induction
 from model_checks.results import (
     BOUNDED,
     PROVED,
@@ -161,10 +166,23 @@ def run_checks(
     first_lemmas = lemmas_of(encoding, proved)
     report.timings["induction"] = time.monotonic() - started
 
-    # Round 1: coverage BMC then Spacer from the end of the list, next to Spacer from the
-    # start; the two share answers and lemmas.
+    # Round 1: coverage BMC then Spacer, next to Spacer; the two take the invariants in
+    # the same order from one shared list (an invariant another worker is on is skipped),
+    # and share answers and lemmas, so later proofs build on earlier ones.
     manager = multiprocessing.Manager() if parallel else None
     shared: Any = manager.dict() if manager is not None else {}
+    # Spacer's lemmas from an earlier run on this very encoding, re-checked from scratch.
+    fingerprint = encoding_fingerprint(encoding)
+    certified: set[str] = set()
+    cached = load_certificates(options.certificates, fingerprint)
+    if cached:
+        tell("induction", "re-checking cached proof certificates")
+        by_certificate, kept = recheck_certificates(encoding, cached, proved, open_invariants)
+        for invariant in by_certificate:
+            certified.add(invariant.name)
+            shared[f"answer:{invariant.name}"] = "proved"
+        for name, text in kept.items():
+            shared[f"lemma:{name}"] = text
     spacer_deadline = time.monotonic() + options.spacer_seconds
 
     def spacer_from(reverse: bool, say) -> Any:
@@ -178,7 +196,7 @@ def run_checks(
                              deadlock=False, terminal=options.terminal, depth=options.depth,
                              seconds=options.bmc_seconds, progress=say)
         if parallel:
-            spacer_from(True, say)
+            spacer_from(False, say)
         return coverage
 
     def spacer(say):
@@ -208,15 +226,31 @@ def run_checks(
     spacer_answers = _shared_answers(dict(shared), jobs[1].result)
     if manager is not None:
         manager.shutdown()
+    save_certificates(options.certificates, fingerprint,
+                      {key.partition(":")[2]: text for key, text in _lemma_items(spacer_answers)})
     report.timings["coverage+spacer"] = jobs[0].seconds
     report.timings["spacer"] = jobs[1].seconds
 
     # Round 2: everything proved so far is a lemma.
     started = time.monotonic()
+    relative_k: set[str] = set()
     proved += [inv for inv in open_invariants if spacer_answers.answers.get(inv.name) == PROVED]
     still_open = [inv for inv in open_invariants if inv not in proved]
-    lemmas = lemmas_of(encoding, proved, [formula_from_text(encoding, text)
-                                          for text in spacer_answers.lemmas])
+    lemma_terms = [formula_from_text(encoding, text) for _, text in _lemma_items(spacer_answers)]
+    lemmas = lemmas_of(encoding, proved, lemma_terms)
+    if still_open:
+        # What Spacer left may be inductive now that everything else is a lemma.
+        tell("relative", "k-induction of the rest, relative to every lemma")
+        again = k_induction(encoding, still_open, max_k=options.induction_k, facts=lemmas)
+        for invariant in list(still_open):
+            k = again.proved.get(invariant.name)
+            if k is not None:
+                induction.proved[invariant.name] = k
+                relative_k.add(invariant.name)
+                still_open.remove(invariant)
+                proved.append(invariant)
+        if again.proved:
+            lemmas = lemmas_of(encoding, proved, lemma_terms)
     tell("relative", "deadlock and determinism from the proved invariants")
     relative_answers = relative_checks(encoding, lemmas, options.terminal)
     report.timings["relative"] = time.monotonic() - started
@@ -242,7 +276,7 @@ def run_checks(
         report.timings["bmc2"] = jobs[1].seconds
 
     answers = Answers(induction, spacer_answers, relative_answers, first, second,
-                      jobs[0].result, options.induction_k)
+                      jobs[0].result, options.induction_k, relative_k, certified)
     rows = invariant_rows(system, answers)
     rows += structural_rows(encoding, answers, options)
     coverage = coverage_result(encoding, first)
@@ -272,18 +306,24 @@ def run_checks(
 
 
 def _shared_answers(shared: dict[str, Any], own):
-    """The Spacer answers of both workers, from their shared dict."""
+    """The Spacer answers of both workers, from their shared dict (lemmas keyed by the
+    invariant they came with, "lemma:<name>")."""
     from model_checks.checks import SpacerAnswers
 
     answers = dict(own.answers)
     lemmas = []
-    for key, value in shared.items():
+    for key, value in sorted(shared.items()):
         kind, _, name = key.partition(":")
         if kind == "answer":
             answers[name] = value
         elif kind == "lemma" and value:
-            lemmas.append(value)
+            lemmas.append(f"{name}\n{value}")
     return SpacerAnswers(answers, lemmas, own.seconds)
+
+
+def _lemma_items(answers) -> list[tuple[str, str]]:
+    return [(f"lemma:{item.partition(chr(10))[0]}", item.partition(chr(10))[2])
+            for item in answers.lemmas]
 
 
 def explain_dead_rules(encoding: Encoding, lemmas, coverage) -> None:
