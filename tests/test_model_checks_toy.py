@@ -25,7 +25,8 @@ from tests import model_check_toy as toy
 def _check(system, tmp_path, **options):
     settings = CheckOptions(depth=12, bmc_seconds=20, bmc2_seconds=10, spacer_seconds=10,
                             witness_dir=tmp_path / "witnesses",
-                            counterexample_dir=tmp_path / "counterexamples")
+                            counterexample_dir=tmp_path / "counterexamples",
+                            certificates=tmp_path / "certificates.json")
     for name, value in options.items():
         setattr(settings, name, value)
     report = run_checks(system, settings, workers=1, cc=False, hypothesis_examples=0)
