@@ -1,7 +1,11 @@
 """Benchmark of `mptcp-ref check --mutants` on this machine: the seconds each part takes
 and the total (not a timed test: it prints, it does not assert).
 
-    .venv/bin/python -m bench.bench_check [--depth N] [--runs K] [--json FILE]
+    .venv/bin/python -m bench.bench_check [--depth N] [--runs K] [--warm] [--json FILE]
+
+Cold by default: no proof certificates from earlier runs, so Spacer proves everything
+afresh. `--warm` keeps them between runs (in a temporary file), as `mptcp-ref check` does
+in out/: the second and later runs re-check Spacer's lemmas instead of searching again.
 """
 
 from __future__ import annotations
@@ -32,18 +36,26 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=30)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--warm", action="store_true",
+                        help="keep proof certificates between runs")
     arguments = parser.parse_args()
+
+    import tempfile
 
     from model_checks.checks import CheckOptions
     from model_checks.pipeline import run_checks
     from spec.system import SYSTEM
 
-    print(f"mptcp-ref check --mutants on {os.cpu_count()} CPUs, depth {arguments.depth}")
+    print(f"mptcp-ref check --mutants on {os.cpu_count()} CPUs, depth {arguments.depth}, "
+          f"{'warm' if arguments.warm else 'cold'}")
     runs = []
+    scratch = Path(tempfile.mkdtemp(prefix="bench-check-"))
     for run in range(arguments.runs):
         started = time.monotonic()
+        certificates = scratch / "certificates.json" if arguments.warm else None
         report = run_checks(SYSTEM, CheckOptions(depth=arguments.depth, witness_dir=None,
-                                                 counterexample_dir=None), mutants=True)
+                                                 counterexample_dir=None,
+                                                 certificates=certificates), mutants=True)
         wall = time.monotonic() - started
         timings = dict(report.timings)
         timings["total"] = wall

@@ -344,20 +344,11 @@ def spacer_phase(
 # Proof certificates: Spacer's inductive invariants, kept between runs and re-checked
 
 
-def encoding_fingerprint(encoding: Encoding) -> str:
-    """A hash of the transition relation and the invariants as Z3 builds them: a cached
-    certificate is only offered to the encoding it came from."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    digest.update(encoding._transition.sexpr().encode())
-    for invariant in encoding.system.invariants:
-        digest.update(invariant.name.encode())
-        digest.update(holds_template(encoding, invariant).sexpr().encode())
-    return digest.hexdigest()
-
-
-def load_certificates(path: Path | None, fingerprint: str) -> dict[str, str]:
+def load_certificates(path: Path | None) -> dict[str, str]:
+    """Lemma texts kept by an earlier run. No fingerprint decides whether they still apply
+    (Z3's normal forms depend on the order terms were built in, so a hash of the encoding
+    is not stable across runs): `recheck_certificates` checks every one from scratch and
+    drops what no longer holds."""
     import json
 
     if path is None or not path.exists():
@@ -366,19 +357,20 @@ def load_certificates(path: Path | None, fingerprint: str) -> dict[str, str]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if data.get("fingerprint") != fingerprint:
-        return {}
-    return dict(data.get("lemmas", {}))
+    lemmas = data.get("lemmas", {}) if isinstance(data, dict) else {}
+    return {str(name): str(text) for name, text in lemmas.items()}
 
 
-def save_certificates(path: Path | None, fingerprint: str, lemmas: dict[str, str]) -> None:
+def save_certificates(path: Path | None, lemmas: dict[str, str]) -> None:
     import json
 
     if path is None or not lemmas:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"fingerprint": fingerprint, "lemmas": lemmas}, indent=1)
-                    + "\n", encoding="utf-8")
+    note = ("Spacer's inductive invariants from the last `mptcp-ref check`, one per "
+            "invariant it proved; re-checked from scratch before any use")
+    path.write_text(json.dumps({"note": note, "lemmas": lemmas}, indent=1) + "\n",
+                    encoding="utf-8")
 
 
 def recheck_certificates(
@@ -397,8 +389,8 @@ def recheck_certificates(
     for name, text in certificates.items():
         try:
             lemmas[name] = formula_from_text(encoding, text)
-        except z3.Z3Exception:
-            continue
+        except (z3.Z3Exception, ValueError):
+            continue  # written for other variables: not for this spec
     initial = z3.SolverFor("QF_FD")
     initial.add(encoding.initial(encoding.template))
     alive = {}

@@ -31,7 +31,6 @@ from model_checks.checks import (
     bmc_phase,
     closable_phase,
     coverage_result,
-    encoding_fingerprint,
     formula_from_text,
     invariant_rows,
     lemmas_of,
@@ -172,9 +171,8 @@ def run_checks(
     manager = multiprocessing.Manager() if parallel else None
     shared: Any = manager.dict() if manager is not None else {}
     # Spacer's lemmas from an earlier run on this very encoding, re-checked from scratch.
-    fingerprint = encoding_fingerprint(encoding)
     certified: set[str] = set()
-    cached = load_certificates(options.certificates, fingerprint)
+    cached = load_certificates(options.certificates)
     if cached:
         tell("induction", "re-checking cached proof certificates")
         by_certificate, kept = recheck_certificates(encoding, cached, proved, open_invariants)
@@ -226,7 +224,7 @@ def run_checks(
     spacer_answers = _shared_answers(dict(shared), jobs[1].result)
     if manager is not None:
         manager.shutdown()
-    save_certificates(options.certificates, fingerprint,
+    save_certificates(options.certificates,
                       {key.partition(":")[2]: text for key, text in _lemma_items(spacer_answers)})
     report.timings["coverage+spacer"] = jobs[0].seconds
     report.timings["spacer"] = jobs[1].seconds
