@@ -189,3 +189,22 @@ def test_runner_prints_the_table_writes_json_and_fails_on_a_violation(tmp_path, 
         else:
             assert data["mutants"]["survivors"] == []
             assert (tmp_path / "out" / "witnesses").is_dir()
+
+
+def test_proof_certificates_are_rechecked_not_trusted(tmp_path):
+    from model_checks.checks import recheck_certificates
+
+    system = toy.buggy_reset_keeps_count()
+    encoding = Encoding(system)
+    wanted = [inv for inv in system.invariants if inv.name == "subflow_count_matches"]
+    bogus = {
+        "claims_the_bug_away": "(= conn.subflows 0)",  # not inductive: open breaks it
+        "not_even_initial": "(= conn.state 1)",
+        "unknown_variable": "(= nonsense 1)",
+    }
+    proved, kept = recheck_certificates(encoding, bogus, [], wanted)
+    assert proved == [] and kept == {}
+    # and a run with such a file still finds the violation
+    (tmp_path / "certificates.json").write_text(json.dumps({"lemmas": bogus}))
+    _, rows = _check(system, tmp_path)
+    assert rows["subflow_count_matches"].result == VIOLATED
