@@ -659,7 +659,7 @@ def _kill_at(system, mutated, mutant: Mutant, encoding: Encoding, hit: Hit,
         if result is not None:
             return result
     # Same traces so far: maybe the mutant breaks an invariant a few steps on.
-    path = _violation_from(system, mutant_encoding, start_state, depth=8, seconds=10.0)
+    path = _violation_from(system, mutant_encoding, start_state, depth=8, seconds=25.0)
     if path is not None:
         steps = [*prefix, *path[0]]
         broken = _broken_invariant(system, mutated, steps)
