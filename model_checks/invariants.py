@@ -7,9 +7,11 @@ the depth, and no unbounded proof went through).
 k-induction is run Houdini-style over all invariants at once: the candidates are assumed
 together on the k states of an arbitrary path, and any candidate a counterexample to
 induction breaks is dropped until the rest is jointly k-inductive, which proves every
-survivor (the base case is the BMC run, at least as deep as k). Invariants proved at one k
-are then assumed everywhere at the next k, which is sound because they hold in every
-reachable state. What k-induction leaves goes to Spacer, with the proved ones as lemmas.
+survivor, given the base case: every candidate holds on the first k states of every run,
+checked here first, so a false candidate (a planted or stale lemma) is never assumed.
+Invariants proved at one k are then assumed everywhere at the next k, which is sound
+because they hold in every reachable state. What k-induction leaves goes to Spacer, with
+the proved ones as lemmas.
 """
 
 from __future__ import annotations
@@ -92,11 +94,20 @@ def k_induction(
     kinds = {invariant.name: invariant.kind for invariant in invariants}
     proved: dict[str, int] = {}
     ctis: dict[str, dict[str, Any]] = {}
+    refuted: set[str] = set()
     for k in range(1, max_k + 1):
-        candidates = [name for name in holds if name not in proved]
+        candidates = [name for name in holds if name not in proved and name not in refuted]
         if not candidates:
             break
         if deadline is not None and time.monotonic() > deadline:
+            break
+        # Base case: every candidate holds on the first k states of every run (the
+        # inductive step below assumes exactly that much). A candidate that fails here is
+        # false, full stop: it is never assumed and never retried.
+        for name in _fails_in_first_states(encoding, holds, kinds, candidates, k):
+            refuted.add(name)
+        candidates = [name for name in candidates if name not in refuted]
+        if not candidates:
             break
         # A path s_0 .. s_k from anywhere in the domain; transitions 0 .. k-1 are the
         # hypothesis, transition k-1 -> k (and state k) the conclusion.
@@ -154,6 +165,33 @@ def k_induction(
             proved[name] = k
             ctis.pop(name, None)
     return InductionOutcome(proved, ctis, time.monotonic() - start)
+
+
+def _fails_in_first_states(encoding: Encoding, holds: dict[str, z3.BoolRef],
+                           kinds: dict[str, str], candidates: Sequence[str],
+                           k: int) -> list[str]:
+    """The candidates some run breaks within its first k states (k - 1 steps)."""
+    run = Unrolling(encoding, initial=True)
+    for _ in range(k - 1):
+        run.extend()
+    failing = []
+    for name in candidates:
+        if kinds[name] == "state":
+            breaks = [encoding.instantiate(holds[name], state=run.states[position])
+                      for position in range(k)]
+        else:
+            breaks = [encoding.instantiate(holds[name], state=run.states[position - 1],
+                                           next_state=run.states[position],
+                                           step=run.steps[position - 1])
+                      for position in range(1, k)]
+        if not breaks:
+            continue
+        run.solver.push()
+        run.solver.add(z3.Or(*(z3.Not(term) for term in breaks)))
+        if run.solver.check() != z3.unsat:
+            failing.append(name)
+        run.solver.pop()
+    return failing
 
 
 # ---------------------------------------------------------------------------------------
