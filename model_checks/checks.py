@@ -38,6 +38,7 @@ from model_checks.invariants import (
 from model_checks.results import (
     BOUNDED,
     PROVED,
+    UNKNOWN,
     VIOLATED,
     CoverageResult,
     PropertyResult,
@@ -119,8 +120,11 @@ class InductionAnswers:
     seconds: float
 
 
-def prove_by_induction(encoding: Encoding, max_k: int) -> InductionAnswers:
-    outcome = k_induction(encoding, encoding.system.invariants, max_k=max_k)
+def prove_by_induction(encoding: Encoding, max_k: int,
+                       lemmas: Sequence[Invariant] = ()) -> InductionAnswers:
+    """The named invariants and the strengthening lemmas (`model_checks.lemmas`), proved
+    together: a lemma helps only if it is itself proved."""
+    outcome = k_induction(encoding, (*encoding.system.invariants, *lemmas), max_k=max_k)
     return InductionAnswers(outcome.proved, outcome.seconds)
 
 
@@ -552,6 +556,24 @@ def invariant_rows(system: SystemSpec, answers: Answers) -> list[PropertyResult]
                                         f"{by_spacer or 'not run'}"])
         if invariant.rfc:
             row.notes.insert(0, f"RFC 8684 {invariant.rfc}")
+        rows.append(row)
+    return rows
+
+
+def lemma_rows(lemmas: Sequence[Invariant], induction: InductionAnswers) -> list[PropertyResult]:
+    """One row per strengthening lemma: proved with the invariants, or dropped (not a
+    failure: the lemma was only a means; what it was for shows in the invariant rows)."""
+    rows = []
+    for lemma in lemmas:
+        k = induction.proved.get(lemma.name)
+        if k is not None:
+            row = PropertyResult(lemma.name, "lemma", f"{k}-induction", PROVED, None,
+                                 induction.seconds)
+        else:
+            row = PropertyResult(lemma.name, "lemma", "k-induction", UNKNOWN, None,
+                                 induction.seconds,
+                                 notes=["not inductive here: dropped, never assumed"])
+        row.notes.insert(0, f"RFC 8684 {lemma.rfc}")
         rows.append(row)
     return rows
 

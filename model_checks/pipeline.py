@@ -33,6 +33,7 @@ from model_checks.checks import (
     coverage_result,
     formula_from_text,
     invariant_rows,
+    lemma_rows,
     lemmas_of,
     load_certificates,
     prove_by_induction,
@@ -46,6 +47,7 @@ from model_checks.checks import (
 from model_checks.encoding import Encoding
 from model_checks.explore import explore
 from model_checks.invariants import k_induction
+from model_checks.lemmas import applicable_lemmas
 from model_checks.results import (
     BOUNDED,
     PROVED,
@@ -159,10 +161,13 @@ def run_checks(
 
     started = time.monotonic()
     tell("induction", "k-induction over the invariants")
-    induction = prove_by_induction(encoding, options.induction_k)
+    strengthening = applicable_lemmas(system)
+    induction = prove_by_induction(encoding, options.induction_k, strengthening)
     proved = [inv for inv in system.invariants if inv.name in induction.proved]
     open_invariants = [inv for inv in system.invariants if inv.name not in induction.proved]
-    first_lemmas = lemmas_of(encoding, proved)
+    # Proved lemmas are facts like the proved invariants; unproved ones are dropped.
+    proved_lemmas = [lemma for lemma in strengthening if lemma.name in induction.proved]
+    first_lemmas = lemmas_of(encoding, [*proved, *proved_lemmas])
     report.timings["induction"] = time.monotonic() - started
 
     # Round 1: coverage BMC then Spacer, next to Spacer; the two take the invariants in
@@ -175,7 +180,8 @@ def run_checks(
     cached = load_certificates(options.certificates)
     if cached:
         tell("induction", "re-checking cached proof certificates")
-        by_certificate, kept = recheck_certificates(encoding, cached, proved, open_invariants)
+        by_certificate, kept = recheck_certificates(encoding, cached,
+                                                    [*proved, *proved_lemmas], open_invariants)
         for invariant in by_certificate:
             certified.add(invariant.name)
             shared[f"answer:{invariant.name}"] = "proved"
@@ -184,7 +190,8 @@ def run_checks(
     spacer_deadline = time.monotonic() + options.spacer_seconds
 
     def spacer_from(reverse: bool, say) -> Any:
-        return spacer_phase(encoding, proved, open_invariants, spacer_ms=options.spacer_ms,
+        return spacer_phase(encoding, [*proved, *proved_lemmas], open_invariants,
+                            spacer_ms=options.spacer_ms,
                             seconds=max(0.0, spacer_deadline - time.monotonic()),
                             first_ms=options.spacer_first_ms, progress=say, shared=shared,
                             reverse=reverse)
@@ -235,7 +242,7 @@ def run_checks(
     proved += [inv for inv in open_invariants if spacer_answers.answers.get(inv.name) == PROVED]
     still_open = [inv for inv in open_invariants if inv not in proved]
     lemma_terms = [formula_from_text(encoding, text) for _, text in _lemma_items(spacer_answers)]
-    lemmas = lemmas_of(encoding, proved, lemma_terms)
+    lemmas = lemmas_of(encoding, [*proved, *proved_lemmas], lemma_terms)
     if still_open:
         # What Spacer left may be inductive now that everything else is a lemma.
         tell("relative", "k-induction of the rest, relative to every lemma")
@@ -248,7 +255,7 @@ def run_checks(
                 still_open.remove(invariant)
                 proved.append(invariant)
         if again.proved:
-            lemmas = lemmas_of(encoding, proved, lemma_terms)
+            lemmas = lemmas_of(encoding, [*proved, *proved_lemmas], lemma_terms)
     tell("relative", "deadlock and determinism from the proved invariants")
     relative_answers = relative_checks(encoding, lemmas, options.terminal)
     report.timings["relative"] = time.monotonic() - started
@@ -276,6 +283,7 @@ def run_checks(
     answers = Answers(induction, spacer_answers, relative_answers, first, second,
                       jobs[0].result, options.induction_k, relative_k, certified)
     rows = invariant_rows(system, answers)
+    rows += lemma_rows(strengthening, induction)
     rows += structural_rows(encoding, answers, options)
     coverage = coverage_result(encoding, first)
     explain_dead_rules(encoding, lemmas, coverage)
@@ -297,7 +305,7 @@ def run_checks(
         report.mutants = run_mutants(
             system, encoding, witnesses, lemmas, depth=options.depth,
             seconds=mutant_seconds, workers=workers,
-            progress=lambda message: tell("mutants", message))
+            progress=lambda message: tell("mutants", message), proved_lemmas=proved_lemmas)
         report.timings["mutants"] = time.monotonic() - started
     report.timings["total"] = time.monotonic() - began
     return report
