@@ -17,7 +17,8 @@ A mutant is killed when the checks tell it from the spec:
    when one side refuses it, or that event followed by one the two sides disagree on.
    The trace is confirmed concretely: the spec's monitor (`spec.monitor.check_trace`)
    rejects what the mutant accepts, or the reverse;
-3. failing that, the mutant's next state is checked against the spec's invariants.
+3. failing that, the mutant's next state is checked against the spec's invariants and
+   its proved strengthening lemmas (facts of every state the spec reaches).
 
 A mutant with no divergence in any state the proved invariants allow is *equivalent*
 (reported with that proof, not counted as killed or surviving); one with no divergence
@@ -41,7 +42,16 @@ from model_checks.invariants import spacer_prove
 from model_checks.results import MutantResult
 from model_checks.sampling import label_sources
 from model_checks.traces import accepts
-from spec.core import MachineSpec, Rule, Step, SystemSpec, SystemView, always, unchanged
+from spec.core import (
+    Invariant,
+    MachineSpec,
+    Rule,
+    Step,
+    SystemSpec,
+    SystemView,
+    always,
+    unchanged,
+)
 from spec.logic import Not
 
 SEED = 8684
@@ -510,8 +520,13 @@ def run_mutants(
     progress: Callable[[str], None] | None = None,
     mutants: Sequence[Mutant] | None = None,
     spacer_ms: int = 10_000,
+    proved_lemmas: Sequence[Invariant] = (),
 ) -> list[MutantResult]:
     start = time.monotonic()
+    # The spec's proved strengthening lemmas (`model_checks.lemmas`) hold in every state it
+    # reaches, so they count like its invariants: a mutant run that breaks one has reached a
+    # state the spec never does.
+    system = replace(system, invariants=(*system.invariants, *proved_lemmas))
     mutants = list(mutants) if mutants is not None else generate(system, encoding,
                                                                   set(witnesses))
     built = {mutant.name: mutant.build(system) for mutant in mutants}
@@ -640,12 +655,24 @@ def _kill_at(system, mutated, mutant: Mutant, encoding: Encoding, hit: Hit,
                             how, detail, share + time.monotonic() - began,
                             Trace(steps, [() for _ in steps], []))
 
-    for event in _probe_events(encoding, hit, mutant):
+    probes = _probe_events(encoding, hit, mutant)
+    for event in probes:
         outcome = distinguish(system, mutated, prefix, event)
         if outcome is not None:
             result = killed(outcome[0], "divergence (trace set changed)")
             if result is not None:
                 return result
+    # Same traces, but the mutant's step may already land in a state the spec's invariants
+    # (or proved lemmas) rule out: a concrete run, cheaper than any search below.
+    for event in probes:
+        steps = [*prefix, event]
+        broken = _broken_invariant(system, mutated, steps)
+        if broken:
+            return MutantResult(mutant.name, mutant.operator, mutant.description, "killed",
+                                f"invariant {broken}",
+                                f"the mutant's run breaks it after {len(steps)} steps",
+                                share + time.monotonic() - began,
+                                Trace(steps, [() for _ in steps], []))
     # The two tables reach different states on the same events; look a few events on
     # for one they answer differently, with both tables in one Z3 query.
     start_state = hit.trace.states[-1]
