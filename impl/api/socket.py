@@ -1,31 +1,9 @@
-"""A socket-like blocking API (and asyncio streams, `impl.api_streams`) over the sans-I/O
-MPTCP core, on real TUN devices.
+"""`MptcpSocket`: one socket of an `impl.api.MptcpStack`, shaped like `socket.socket`.
 
-    stack = MptcpStack.create(["198.18.1.2/24", "198.18.2.2/24"])
-    with stack, stack.socket() as sock:
-        sock.connect(("198.18.1.1", 8080))
-        sock.sendall(b"hello")
-        sock.shutdown(SHUT_WR)
-        reply = sock.recv(4096)
-
-Threads: `MptcpStack` owns one `impl.mptcp.MptcpHost`, the `impl.io.tun_loop.TunDriver`
-running it on the TUN devices, and one background thread that runs the driver. Only that
-thread touches the core (DESIGN principle 4: the core is single-threaded and sans-I/O).
-Application threads see `MptcpSocket`s, whose buffers and flags are guarded by the
-stack's lock; every driver round (`_round`, the driver's `until` callback) moves bytes
-between those buffers and the core, runs the calls sockets queued (connect, close, ...)
-and wakes waiting threads through one condition variable. A socket call that changes
-something writes one byte to a wake-up pipe the driver watches, so the driver never
-sleeps through it.
-
-Path management (RFC 8684 3.2, 3.4): a connecting socket opens MP_JOIN subflows in a full
-mesh (`impl.mptcp.fullmesh`) from every local address to every address it knows of the
-peer; a listening socket's connections announce the stack's other addresses (ADD_ADDR),
-so a Linux client with `add_addr_accepted` joins them.
-
-Errors are the socket module's: `ConnectionRefusedError` (RST to our SYN),
-`ConnectionResetError` (RST, MP_FASTCLOSE), `TimeoutError` (a call's timeout: the
-socket and stack stay usable), `BrokenPipeError` (send after shutdown).
+Its buffers and flags are shared by the application thread (the public methods, which
+wait on the stack's condition) and the driver thread (`_pump`, run every driver round
+with the stack's lock held): the only two places that read or write them, always under
+the lock. Only the driver thread touches the `MptcpConnection` itself.
 """
 
 from __future__ import annotations
@@ -33,37 +11,31 @@ from __future__ import annotations
 import collections
 import errno
 import ipaddress
-import os
 import socket as _socket
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from impl.io.mptcp_host import SimMptcpHost
-from impl.io.pcap import PcapFile
-from impl.io.tun_loop import TunDriver
-from impl.lab.interfaces import TunInterface, open_tun_interfaces
-from impl.mptcp.connection import MptcpConfig, MptcpConnection
-from impl.mptcp.fullmesh import MAX_SUBFLOWS, FullMesh
-from impl.mptcp.host import MptcpHost
+from impl.mptcp.connection import MptcpConnection
 from impl.mptcp.info import connection_info, subflow_info
 
-__all__ = ["SHUT_RD", "SHUT_RDWR", "SHUT_WR", "MptcpSocket", "MptcpStack"]
+if TYPE_CHECKING:
+    from impl.api.stack import MptcpStack
+
+__all__ = ["SHUT_RD", "SHUT_RDWR", "SHUT_WR", "MptcpSocket", "closed_error"]
 
 SHUT_RD, SHUT_WR, SHUT_RDWR = _socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR
 SEND_BUFFER = 4 << 20  # bytes a socket holds that the core has not taken yet
 CORE_HIGH_WATER = 4 << 20  # bytes the core holds unacknowledged at the data level
 CORE_PIECE = 64 << 10  # bytes handed to the core per send call
-LINGER = 3.0  # seconds `MptcpStack.close` lets closed connections finish their close
 
 
 def _address(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(value)
 
 
-def _closed_error(reason: str | None, connecting: bool) -> OSError | None:
+def closed_error(reason: str | None, connecting: bool) -> OSError | None:
     """The exception a connection closed for `reason` raises (None: an orderly close)."""
     if reason in (None, "closed", "aborted"):
         return None
@@ -75,241 +47,6 @@ def _closed_error(reason: str | None, connecting: bool) -> OSError | None:
         return TimeoutError(errno.ETIMEDOUT, "connection timed out")
     return ConnectionAbortedError(errno.ECONNABORTED, f"connection closed: {reason}")
 
-
-class MptcpStack:
-    """One MPTCP host on TUN devices with its driver thread (module docstring).
-
-    `interfaces`: the TUN devices and our address behind each (`TunInterface`);
-    `MptcpStack.create(addresses)` makes and configures them. With `own_interfaces` the
-    stack closes them (removing the devices and their routes) when it closes.
-    """
-
-    def __init__(self, interfaces: Sequence[TunInterface], *,
-                 config: MptcpConfig | None = None, pcap: str | os.PathLike | None = None,
-                 logger: Callable[[dict], None] | None = None,
-                 max_subflows: int = MAX_SUBFLOWS, own_interfaces: bool = False,
-                 seed: int | None = None) -> None:
-        if not interfaces:
-            raise ValueError("a stack needs at least one interface")
-        self.interfaces = list(interfaces)
-        self.addresses = [_address(i.address) for i in self.interfaces]
-        self.config = config or MptcpConfig()
-        self._own_interfaces = own_interfaces
-        self._pcap = PcapFile(pcap) if pcap is not None else None
-        self.host = MptcpHost(self.addresses, logger=logger,
-                              seed=seed if seed is not None else int.from_bytes(os.urandom(8)))
-        self.mesh = FullMesh(self.addresses, max_subflows)
-        # sticky: a peer's join to our initial address from its path-i address is
-        # answered through the TUN it came in on (see TunDriver).
-        self.driver = TunDriver(pcap=self._pcap, logger=logger, sticky=True)
-        self.driver.add_endpoint(SimMptcpHost(self.host))
-        self.ports = [self.driver.attach(i.tun, [i.address], label=i.label)
-                      for i in self.interfaces]
-        self._lock = threading.Lock()
-        self.condition = threading.Condition(self._lock)
-        self._calls: collections.deque[tuple[Callable[[float], Any], Future]] = (
-            collections.deque())
-        self._sockets: list[MptcpSocket] = []  # sockets with a connection or listener
-        self._listeners: dict[int, MptcpSocket] = {}
-        self._accepted_seen = 0
-        self._embryonic: list[tuple[MptcpConnection, MptcpSocket]] = []
-        self._stopping = False
-        self._closed = False
-        self.failure: BaseException | None = None
-        self._wake_read, self._wake_write = os.pipe()
-        os.set_blocking(self._wake_read, False)
-        os.set_blocking(self._wake_write, False)
-        self.driver.watch(self._wake_read, self._drain_wake)
-        self._thread = threading.Thread(target=self._thread_main, name="mptcp-driver",
-                                        daemon=True)
-        self._thread.start()
-
-    @classmethod
-    def create(cls, addresses: Sequence[str], *, netns: str | None = None,
-               **options: Any) -> MptcpStack:
-        """A stack on new TUN devices, one per address ("198.18.1.2/24": our address
-        and the prefix the kernel routes to us; see `impl.lab.interfaces`), created in
-        namespace `netns` (None: the current one)."""
-        interfaces = open_tun_interfaces(addresses, netns=netns)
-        try:
-            return cls(interfaces, own_interfaces=True, **options)
-        except BaseException:
-            for interface in interfaces:
-                interface.close()
-            raise
-
-    # -- application side ------------------------------------------------------------------
-
-    def socket(self) -> MptcpSocket:
-        self._check_open()
-        return MptcpSocket(self)
-
-    def counters(self) -> dict[str, int]:
-        """Our MIB counters (Linux names without the MPTcpExt prefix)."""
-        return self.call(lambda now: self.host.counters.snapshot())
-
-    def port_stats(self) -> list[dict[str, Any]]:
-        """Packets and bytes through each TUN (both ways)."""
-        return self.call(lambda now: [{"label": port.label, **port.stats.as_dict()}
-                                      for port in self.ports])
-
-    def call(self, function: Callable[[float], Any], timeout: float | None = 10.0) -> Any:
-        """Run `function(now)` on the driver thread (the only one touching the core) and
-        return its result."""
-        future: Future = Future()
-        with self._lock:
-            self._check_open()
-            self._calls.append((function, future))
-        self.wake()
-        return future.result(timeout)
-
-    def wake(self) -> None:
-        try:
-            os.write(self._wake_write, b"!")
-        except BlockingIOError:
-            pass  # the pipe is full: the driver wakes anyway
-
-    def close(self, linger: float = LINGER) -> None:
-        """Let closed connections finish (at most `linger` seconds), abort the rest,
-        stop the driver thread and close the TUN devices (if the stack made them)."""
-        if self._closed:
-            return
-        deadline = time.monotonic() + linger
-        with self.condition:
-            for sock in list(self._sockets):
-                sock._close_locked()
-            while self._thread.is_alive() and any(
-                    s._connection is not None and not s._connection.is_closed
-                    for s in self._sockets) and time.monotonic() < deadline:
-                self.condition.wait(0.05)
-            self._calls.append((self._abort_all, Future()))
-            self._stopping = True
-        self.wake()
-        self._thread.join(10.0)
-        self._closed = True
-        self.driver.close()
-        for fd in (self._wake_read, self._wake_write):
-            os.close(fd)
-        if self._pcap is not None:
-            self._pcap.close()
-        if self._own_interfaces:
-            for interface in self.interfaces:
-                interface.close()
-
-    def __enter__(self) -> MptcpStack:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed or self._stopping:
-            raise OSError(errno.EBADF, "the MPTCP stack is closed")
-        if self.failure is not None:
-            raise OSError(errno.EIO, f"the MPTCP driver failed: {self.failure!r}")
-
-    def local_address_for(self, remote: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-        """The source address for `remote`: ours on the interface whose prefix holds it,
-        else our first address of its family."""
-        remote = _address(remote)
-        for interface in self.interfaces:
-            if remote in interface.network:
-                return _address(interface.address)
-        for address in self.addresses:
-            if address.version == remote.version:
-                return address
-        raise OSError(errno.EAFNOSUPPORT, f"no local IPv{remote.version} address")
-
-    # -- driver side (the driver thread, with the lock held) -------------------------------
-
-    def _thread_main(self) -> None:
-        try:
-            while not self._stopping:
-                self.driver.run(self._round, timeout=3600.0)
-        except BaseException as error:  # noqa: BLE001 - reported to every waiting socket
-            self.failure = error
-            with self.condition:
-                self.condition.notify_all()
-                for _function, future in self._calls:
-                    future.set_exception(OSError(errno.EIO, f"MPTCP driver failed: {error!r}"))
-                self._calls.clear()
-            raise
-
-    def _drain_wake(self) -> bool:
-        try:
-            while os.read(self._wake_read, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        return True
-
-    def _round(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            while self._calls:
-                function, future = self._calls.popleft()
-                try:
-                    result = function(now)
-                except Exception as error:  # noqa: BLE001 - handed to the caller
-                    future.set_exception(error)
-                else:
-                    future.set_result(result)
-            self._take_accepted(now)
-            for sock in list(self._sockets):
-                sock._pump(now)
-            self._prune()
-            self.condition.notify_all()
-            return self._stopping
-
-    def _take_accepted(self, now: float) -> None:
-        """New connections made by our listeners wait (embryonic) until established,
-        then join their listener's accept queue (as Linux's accept queue holds only
-        established connections); with no listener or a full queue they are reset."""
-        accepted = self.host.accepted
-        for connection in accepted[self._accepted_seen:]:
-            port = connection.subflows[0].tcp.local_port
-            listener = self._listeners.get(port)
-            if listener is None or not listener._accepts(connection.subflows[0].local):
-                connection.abort()
-            else:
-                self._embryonic.append((connection, listener))
-        self._accepted_seen = len(accepted)
-        waiting = []
-        for connection, listener in self._embryonic:
-            if connection.is_closed:
-                continue
-            if not connection.established:
-                waiting.append((connection, listener))
-            elif listener._listening and len(listener._accept_queue) < listener._backlog:
-                listener._enqueue(MptcpSocket(self, connection=connection), now)
-            else:
-                connection.abort()
-        self._embryonic = waiting
-
-    def _prune(self) -> None:
-        """Forget connections that are over and whose socket is closed (their subflows
-        have no timers left: TIME-WAIT is done)."""
-        keep = []
-        for sock in self._sockets:
-            connection = sock._connection
-            done = connection is None or (connection.is_closed
-                                          and connection.next_timer() is None)
-            if sock._closed and done and not sock._listening:
-                if connection is not None and connection in self.host.connections:
-                    self.host.connections.remove(connection)
-                    for subflow in connection.subflows:
-                        if subflow.tcp is not None:
-                            self.host.subflows.pop(subflow.key, None)
-                continue
-            keep.append(sock)
-        self._sockets = keep
-
-    def _abort_all(self, now: float) -> None:
-        for sock in self._sockets:
-            if sock._connection is not None and not sock._connection.is_closed:
-                sock._connection.abort()
-        self._listeners.clear()
-        self.host.listeners.clear()
 
 
 class MptcpSocket:
@@ -453,6 +190,39 @@ class MptcpSocket:
             self._send_buffer += view[:taken]
         self.stack.wake()
         return taken
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue all of `data` whatever the buffer holds (for asyncio writers, which
+        wait for room in `wait_for_room` instead)."""
+        with self.stack.condition:
+            self._check_sendable()
+            self._send_buffer += data
+        self.stack.wake()
+
+    def wait_for_room(self) -> None:
+        """Block until the send buffer is below its limit (or the socket failed)."""
+        with self.stack.condition:
+            self._wait(lambda: len(self._send_buffer) < SEND_BUFFER or self._broken(), "send")
+            if self._error is not None:
+                raise self._error
+
+    def wait_closed(self) -> None:
+        """Block until the connection is over (both DATA_FINs, or a reset)."""
+        with self.stack.condition:
+            self._wait(lambda: self._connection is None or self._connection.is_closed,
+                       "close")
+
+    def take_stream(self, on_data: Callable[[bytes], None],
+                    on_eof: Callable[[OSError | None], None]) -> None:
+        """Hand received bytes to callbacks (run on the driver thread) instead of the
+        receive buffer; what is buffered already, EOF or an error are passed on first."""
+        with self.stack.condition:
+            if self._recv_buffer:
+                on_data(bytes(self._recv_buffer))
+                self._recv_buffer.clear()
+            if self._eof or self._error is not None:
+                on_eof(None if self._eof else self._error)
+            self.on_data, self.on_eof = on_data, on_eof
 
     def sendall(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data).cast("B")
@@ -629,9 +399,10 @@ class MptcpSocket:
         return str(first.remote), first.tcp.remote_port
 
     def _enqueue(self, sock: MptcpSocket, now: float) -> None:
-        self._accept_queue.append(sock)
         if self.on_accept is not None:
-            self.on_accept(sock)
+            self.on_accept(sock)  # an asyncio server takes it at once
+        else:
+            self._accept_queue.append(sock)
 
     # -- driver side (driver thread, lock held) --------------------------------------------
 
@@ -668,7 +439,7 @@ class MptcpSocket:
             if self.on_eof is not None:
                 self.on_eof(None)
         if connection.is_closed and self._error is None:
-            error = _closed_error(connection.closed_reason, self._connecting)
+            error = closed_error(connection.closed_reason, self._connecting)
             if error is not None and not self._eof:
                 self._error = error
                 if self.on_eof is not None:
