@@ -59,6 +59,7 @@ class MptcpSocket:
         self._connection = connection
         self._connecting = False
         self._established = connection is not None
+        self._all_acked = True  # nothing of ours waits for a DATA_ACK
         self._bound: tuple[object, int] | None = None
         self._listening = False
         self._backlog = 0
@@ -203,6 +204,15 @@ class MptcpSocket:
         """Block until the send buffer is below its limit (or the socket failed)."""
         with self.stack.condition:
             self._wait(lambda: len(self._send_buffer) < SEND_BUFFER or self._broken(), "send")
+            if self._error is not None:
+                raise self._error
+
+    def wait_sent(self) -> None:
+        """Block until every byte given to `send` was acknowledged at the data level
+        (DATA_ACK, RFC 8684 3.3.2), as Linux's SIOCOUTQ reaching 0."""
+        with self.stack.condition:
+            self._wait(lambda: (self._all_acked and not self._send_buffer)
+                       or self._error is not None, "send")
             if self._error is not None:
                 raise self._error
 
@@ -362,6 +372,8 @@ class MptcpSocket:
         while not ready():
             if self.stack.failure is not None:
                 raise OSError(errno.EIO, f"MPTCP driver failed: {self.stack.failure!r}")
+            if self.stack._stopping:
+                raise OSError(errno.EBADF, "the MPTCP stack is closed")
             if deadline is None:
                 condition.wait(1.0)
                 continue
@@ -461,6 +473,7 @@ class MptcpSocket:
         if self._write_shut and not self._send_buffer and not self._fin_given:
             self._fin_given = True
             connection.close()
+        self._all_acked = not self._send_buffer and self._core_unacked() == 0
 
     def _announce(self, connection: MptcpConnection) -> None:
         """Listener side of the full mesh: ADD_ADDR our other addresses (3.4.1)."""

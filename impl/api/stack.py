@@ -140,6 +140,7 @@ class MptcpStack:
                 self.condition.wait(0.05)
             self._calls.append((self._abort_all, Future()))
             self._stopping = True
+            self.condition.notify_all()
         self.wake()
         self._thread.join(10.0)
         self._closed = True

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from impl.io.tun import TunDevice, in_netns
 from impl.lab.netns import check_lab_network
 
-__all__ = ["TunInterface", "kernel_side_address", "open_tun_interfaces", "parse_interface"]
+__all__ = ["TunInterface", "kernel_side_address", "open_tun_interfaces", "parse_interface",
+           "parse_interfaces"]
 
 MTU = 1500
 TXQUEUELEN = 1000
@@ -64,6 +65,19 @@ def parse_interface(text: str) -> Interface:
     return interface
 
 
+def parse_interfaces(addresses: Sequence[str]) -> list[Interface]:
+    """Every entry parsed (`parse_interface`), at least one, no two sharing a prefix."""
+    interfaces = [parse_interface(text) for text in addresses]
+    if not interfaces:
+        raise ValueError("give at least one address")
+    networks = [i.network for i in interfaces]
+    for index, network in enumerate(networks):
+        for other in networks[:index]:
+            if network.version == other.version and network.overlaps(other):
+                raise ValueError(f"{network} and {other} overlap: one prefix per address")
+    return interfaces
+
+
 def kernel_side_address(interface: Interface):
     """The lowest host address of the prefix that is not ours (None for /32 and /128)."""
     network = interface.network
@@ -78,14 +92,7 @@ def kernel_side_address(interface: Interface):
 
 def open_tun_interfaces(addresses: Sequence[str], netns: str | None = None) -> list[TunInterface]:
     """Make and configure one TUN device per address (module docstring)."""
-    interfaces = [parse_interface(text) for text in addresses]
-    if not interfaces:
-        raise ValueError("give at least one address")
-    networks = [i.network for i in interfaces]
-    for index, network in enumerate(networks):
-        for other in networks[:index]:
-            if network.version == other.version and network.overlaps(other):
-                raise ValueError(f"{network} and {other} overlap: one prefix per address")
+    interfaces = parse_interfaces(addresses)
     opened: list[TunInterface] = []
     try:
         for interface in interfaces:
