@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -25,7 +26,15 @@ from typing import Any
 
 import pytest
 
-from impl.api import SHUT_WR, MptcpStack, open_connection, start_server
+from impl.api import (
+    MPTCP_FULL_INFO,
+    MPTCP_INFO,
+    SHUT_WR,
+    SOL_MPTCP,
+    MptcpStack,
+    open_connection,
+    start_server,
+)
 from impl.lab.kernel import counter_delta, read_counters
 from impl.lab.netns import NetworkNamespace, list_namespaces
 from impl.lab.topology import set_mptcp_limits
@@ -40,7 +49,6 @@ TIMEOUT = 20.0
 
 @pytest.fixture
 def lab() -> Iterator[tuple[NetworkNamespace, MptcpStack]]:
-    before = set(list_namespaces())
     with NetworkNamespace() as namespace:
         set_mptcp_limits(namespace, subflows=4, add_addr_accepted=4)
         stack = MptcpStack.create(OURS, netns=namespace.name)
@@ -49,7 +57,7 @@ def lab() -> Iterator[tuple[NetworkNamespace, MptcpStack]]:
         finally:
             stack.close()
         assert not stack._thread.is_alive()
-    assert set(list_namespaces()) <= before
+    assert namespace.name not in list_namespaces()
 
 
 def kernel_socket(namespace: NetworkNamespace) -> socket.socket:
@@ -286,3 +294,87 @@ def test_timeouts_raise_and_leave_the_stack_usable(lab) -> None:
     assert done() == len(b"still usable")
     listener.settimeout(None)
     listener.close()
+
+
+def test_plain_tcp_server_makes_the_connection_fall_back(lab) -> None:
+    namespace, stack = lab
+    with namespace.entered():
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # plain TCP
+    listener.settimeout(TIMEOUT)
+    listener.bind((KERNEL, 5007))
+    listener.listen()
+
+    def serve() -> bytes:
+        with listener, listener.accept()[0] as conn:
+            conn.settimeout(TIMEOUT)
+            data = read_all(conn)
+            conn.sendall(data[::-1])
+            return data
+
+    done = in_thread(serve)
+    with stack.socket() as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect((KERNEL, 5007))
+        sock.sendall(b"fallback to TCP")
+        sock.shutdown(SHUT_WR)
+        assert read_all(sock) == b"PCT ot kcabllaf"
+        info = sock.getsockopt(SOL_MPTCP, MPTCP_INFO)
+        subflows = sock.getsockopt(SOL_MPTCP, MPTCP_FULL_INFO)
+    assert done() == b"fallback to TCP"
+    # 3.7: no MP_CAPABLE on the SYN/ACK: plain TCP on one subflow, no joins.
+    assert info["fallback"] is True
+    assert info["counters"]["MPCapableFallbackSYNACK"] == 1
+    assert len(subflows) == 1
+
+
+def test_peer_abort_raises_connection_reset(lab) -> None:
+    namespace, stack = lab
+    listener = kernel_socket(namespace)
+    listener.bind((KERNEL, 5008))
+    listener.listen()
+
+    def serve_and_abort() -> None:
+        with listener:
+            conn, _peer = listener.accept()
+            conn.recv(5)
+            # SO_LINGER 0: close() aborts; Linux MPTCP sends MP_FASTCLOSE (3.5).
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    done = in_thread(serve_and_abort)
+    with stack.socket() as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect((KERNEL, 5008))
+        sock.sendall(b"hello")
+        with pytest.raises(ConnectionResetError):
+            sock.recv(10)
+        with pytest.raises(ConnectionResetError):
+            sock.send(b"more")
+    done()
+
+
+def test_ipv6_client_to_a_kernel_server() -> None:
+    with NetworkNamespace() as namespace:
+        with MptcpStack.create(["fd00:0:0:1::2/64"], netns=namespace.name) as stack:
+            with namespace.entered():
+                listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, IPPROTO_MPTCP)
+            listener.settimeout(TIMEOUT)
+            listener.bind(("fd00:0:0:1::1", 5009))
+            listener.listen()
+
+            def serve() -> bytes:
+                with listener, listener.accept()[0] as conn:
+                    conn.settimeout(TIMEOUT)
+                    return read_all(conn)
+
+            done = in_thread(serve)
+            payload = os.urandom(300_000)
+            with stack.socket() as sock:
+                sock.settimeout(TIMEOUT)
+                sock.connect(("fd00:0:0:1::1", 5009))
+                assert sock.getsockname()[0] == "fd00:0:0:1::2"
+                sock.sendall(payload)
+                sock.shutdown(SHUT_WR)
+                sock.wait_sent()
+                assert sock.mptcp_info()["fallback"] is False
+            assert done() == payload

@@ -29,9 +29,18 @@ Errors are the socket module's: `ConnectionRefusedError` (RST to our SYN),
 socket and stack stay usable), `BrokenPipeError` (send after shutdown).
 """
 
-from impl.api.socket import SHUT_RD, SHUT_RDWR, SHUT_WR, MptcpSocket
+from impl.api.socket import (
+    MPTCP_FULL_INFO,
+    MPTCP_INFO,
+    SHUT_RD,
+    SHUT_RDWR,
+    SHUT_WR,
+    SOL_MPTCP,
+    MptcpSocket,
+)
 from impl.api.stack import MptcpStack
 from impl.api.streams import MptcpServer, MptcpStreamWriter, open_connection, start_server
 
-__all__ = ["SHUT_RD", "SHUT_RDWR", "SHUT_WR", "MptcpServer", "MptcpSocket", "MptcpStack",
-           "MptcpStreamWriter", "open_connection", "start_server"]
+__all__ = ["MPTCP_FULL_INFO", "MPTCP_INFO", "SHUT_RD", "SHUT_RDWR", "SHUT_WR", "SOL_MPTCP",
+           "MptcpServer", "MptcpSocket", "MptcpStack", "MptcpStreamWriter", "open_connection",
+           "start_server"]

@@ -19,13 +19,22 @@ from typing import TYPE_CHECKING, Any
 
 from impl.mptcp.connection import MptcpConnection
 from impl.mptcp.info import connection_info, subflow_info
+from impl.tcp.state import TcpState
 
 if TYPE_CHECKING:
     from impl.api.stack import MptcpStack
 
-__all__ = ["SHUT_RD", "SHUT_RDWR", "SHUT_WR", "MptcpSocket", "closed_error"]
+__all__ = ["MPTCP_FULL_INFO", "MPTCP_INFO", "SHUT_RD", "SHUT_RDWR", "SHUT_WR", "SOL_MPTCP",
+           "MptcpSocket", "closed_error"]
 
 SHUT_RD, SHUT_WR, SHUT_RDWR = _socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR
+_SETTLED_STATES = (TcpState.TIME_WAIT, TcpState.CLOSED)
+# Linux's <linux/mptcp.h>: getsockopt(SOL_MPTCP, MPTCP_INFO / MPTCP_FULL_INFO).
+SOL_MPTCP, MPTCP_INFO, MPTCP_FULL_INFO = 284, 1, 4
+# Options a socket program commonly sets that mean nothing here: accepted and ignored.
+_IGNORED_OPTIONS = {(_socket.SOL_SOCKET, _socket.SO_REUSEADDR),
+                    (_socket.SOL_SOCKET, _socket.SO_KEEPALIVE),
+                    (_socket.IPPROTO_TCP, _socket.TCP_NODELAY)}
 SEND_BUFFER = 4 << 20  # bytes a socket holds that the core has not taken yet
 CORE_HIGH_WATER = 4 << 20  # bytes the core holds unacknowledged at the data level
 CORE_PIECE = 64 << 10  # bytes handed to the core per send call
@@ -60,6 +69,7 @@ class MptcpSocket:
         self._connecting = False
         self._established = connection is not None
         self._all_acked = True  # nothing of ours waits for a DATA_ACK
+        self._settled = False  # the connection is over (see wait_closed)
         self._bound: tuple[object, int] | None = None
         self._listening = False
         self._backlog = 0
@@ -217,10 +227,10 @@ class MptcpSocket:
                 raise self._error
 
     def wait_closed(self) -> None:
-        """Block until the connection is over (both DATA_FINs, or a reset)."""
+        """Block until the connection is over: both DATA_FINs acknowledged (or a reset),
+        every subflow closed or in TIME-WAIT (which only guards its 4-tuple)."""
         with self.stack.condition:
-            self._wait(lambda: self._connection is None or self._connection.is_closed,
-                       "close")
+            self._wait(lambda: self._settled, "close")
 
     def take_stream(self, on_data: Callable[[bytes], None],
                     on_eof: Callable[[OSError | None], None]) -> None:
@@ -309,6 +319,26 @@ class MptcpSocket:
             self.stack._calls.append((lambda now: self._abort_connection(), Future()))
         self.stack.wake()
 
+    def getsockopt(self, level: int, option: int) -> Any:
+        """`(SOL_MPTCP, MPTCP_INFO)`: `mptcp_info()`; `(SOL_MPTCP, MPTCP_FULL_INFO)`:
+        `subflows()` (as dicts, not Linux's packed structs)."""
+        if (level, option) == (SOL_MPTCP, MPTCP_INFO):
+            return self.mptcp_info()
+        if (level, option) == (SOL_MPTCP, MPTCP_FULL_INFO):
+            return self.subflows()
+        raise OSError(errno.ENOPROTOOPT, f"option ({level}, {option}) not supported")
+
+    def setsockopt(self, level: int, option: int, value: object) -> None:
+        """Only the harmless options programs set by habit (SO_REUSEADDR,
+        SO_KEEPALIVE, TCP_NODELAY) are accepted, and ignored."""
+        if (level, option) not in _IGNORED_OPTIONS:
+            raise OSError(errno.ENOPROTOOPT, f"option ({level}, {option}) not supported")
+
+    def has_room(self) -> bool:
+        """True when `send` would not block."""
+        with self.stack.condition:
+            return len(self._send_buffer) < SEND_BUFFER
+
     def fileno(self) -> int:
         return -1  # no kernel socket behind it
 
@@ -379,6 +409,8 @@ class MptcpSocket:
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
+                if self._timeout == 0:
+                    raise BlockingIOError(errno.EAGAIN, f"{what} would block")
                 raise TimeoutError(f"{what} timed out")
             condition.wait(left)
 
@@ -456,6 +488,9 @@ class MptcpSocket:
                 self._error = error
                 if self.on_eof is not None:
                     self.on_eof(error)
+        self._settled = connection.is_closed or all(
+            sf.dead or sf.tcp is None or sf.tcp.state in _SETTLED_STATES
+            for sf in connection.subflows)
         if connection.is_closed:
             return
         if connection.client:

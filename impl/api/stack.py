@@ -67,7 +67,6 @@ class MptcpStack:
             collections.deque())
         self._sockets: list[MptcpSocket] = []  # sockets with a connection or listener
         self._listeners: dict[int, MptcpSocket] = {}
-        self._accepted_seen = 0
         self._embryonic: list[tuple[MptcpConnection, MptcpSocket]] = []
         self._stopping = False
         self._closed = False
@@ -135,7 +134,7 @@ class MptcpStack:
             for sock in list(self._sockets):
                 sock._close_locked()
             while self._thread.is_alive() and any(
-                    s._connection is not None and not s._connection.is_closed
+                    s._connection is not None and not s._settled
                     for s in self._sockets) and time.monotonic() < deadline:
                 self.condition.wait(0.05)
             self._calls.append((self._abort_all, Future()))
@@ -223,14 +222,14 @@ class MptcpStack:
         then join their listener's accept queue (as Linux's accept queue holds only
         established connections); with no listener or a full queue they are reset."""
         accepted = self.host.accepted
-        for connection in accepted[self._accepted_seen:]:
+        for connection in accepted:
             port = connection.subflows[0].tcp.local_port
             listener = self._listeners.get(port)
             if listener is None or not listener._accepts(connection.subflows[0].local):
                 connection.abort()
             else:
                 self._embryonic.append((connection, listener))
-        self._accepted_seen = len(accepted)
+        accepted.clear()  # the host only appends; taken ones need not stay there
         waiting = []
         for connection, listener in self._embryonic:
             if connection.is_closed:

@@ -54,7 +54,8 @@ class MptcpStreamWriter:
             self.write(piece)
 
     async def drain(self) -> None:
-        await self._loop.run_in_executor(None, self.socket.wait_for_room)
+        if not self.socket.has_room():  # the common case needs no executor thread
+            await self._loop.run_in_executor(None, self.socket.wait_for_room)
 
     def can_write_eof(self) -> bool:
         return True
