@@ -4,7 +4,8 @@ kernel is the peer (IPPROTO_MPTCP sockets this test opens in the namespace).
 
 - connect --mode source: the kernel server's SHA-256 equals the summary's, both of our
   addresses carried data, the kernel accepted our join;
-- serve --mode echo (with --pcap and --events) and --mode file, against kernel clients;
+- serve --mode echo (with --pcap and --events) to a kernel client, and --mode file to
+  `mptcpize run curl`;
 - SIGTERM: exit 130 and the TUN devices are gone;
 - bad arguments (non-lab address, missing file, bad mode, ...) exit 2 with a message
   and create nothing.
@@ -167,23 +168,26 @@ def test_serve_echo_with_pcap_and_event_log(namespace: NetworkNamespace,
     assert {"api:connection", "api:done", "tcp:state"} <= kinds
 
 
-def test_serve_file_to_a_kernel_client(namespace: NetworkNamespace, tmp_path: Path) -> None:
+def test_serve_file_to_curl_under_mptcpize(namespace: NetworkNamespace,
+                                           tmp_path: Path) -> None:
+    # DESIGN.md's user story: an unmodified program (curl) over the kernel's MPTCP
+    # (`mptcpize run`) downloads from our endpoint; HTTP/0.9 takes the raw bytes.
     source = tmp_path / "payload.bin"
-    source.write_bytes(os.urandom(700_000))
-    report = tmp_path / "serve.json"
-    server = cli(namespace, "serve", "--address", "198.18.1.2/24", "--port", "7002",
-                 "--mode", "file", "--file", str(source), "--timeout", "20",
-                 "--json", str(report), "--quiet")
+    source.write_bytes(os.urandom(1_500_000))
+    report, downloaded = tmp_path / "serve.json", tmp_path / "downloaded.bin"
+    server = cli(namespace, "serve", *ADDRESSES, "--port", "7002", "--mode", "file",
+                 "--file", str(source), "--timeout", "20", "--json", str(report), "--quiet")
     wait_for_line(server, "serving file")
-    with kernel_socket(namespace) as client:
-        client.connect(("198.18.1.2", 7002))
-        client.shutdown(socket.SHUT_WR)  # we only download
-        downloaded = read_all(client)
+    curl = namespace.run("mptcpize", "run", "curl", "-sS", "--http0.9", "--max-time", "20",
+                         "-o", str(downloaded), "http://198.18.1.2:7002/", timeout=TIMEOUT)
     code, _out, err = finish(server)
-    assert code == 0, err
-    assert downloaded == source.read_bytes()
+    assert curl.returncode == 0 and code == 0, (curl.stderr, err)
+    assert downloaded.read_bytes() == source.read_bytes()
     [connection] = json.loads(report.read_text())["connections"]
-    assert connection["sha256_sent"] == hashlib.sha256(downloaded).hexdigest()
+    assert connection["sha256_sent"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert connection["fallback"] is False and connection["counters"]["MPCapableSYNRX"] == 1
+    assert len(connection["subflows"]) == 2  # curl's kernel joined our second address
+    assert all(s["bytes_sent"] > 0 for s in connection["subflows"]), connection["subflows"]
 
 
 def test_sigterm_removes_the_tun_devices(namespace: NetworkNamespace, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from impl.mptcp.host import MptcpHost
 
 __all__ = ["MptcpStack"]
 
+TICK = 0.1  # seconds between driver rounds when nothing else wakes it
 LINGER = 3.0  # seconds `MptcpStack.close` lets closed connections finish their close
 
 
@@ -181,7 +182,8 @@ class MptcpStack:
     def _thread_main(self) -> None:
         try:
             while not self._stopping:
-                self.driver.run(self._round, timeout=3600.0)
+                # Short runs: the rounds also tick the sockets' DATA_ACK watchdogs.
+                self.driver.run(self._round, timeout=TICK)
         except BaseException as error:  # noqa: BLE001 - reported to every waiting socket
             self.failure = error
             with self.condition:
