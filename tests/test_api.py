@@ -8,7 +8,9 @@ device has 198.18.i.1/24 and our endpoint 198.18.i.2 (`impl.lab.interfaces`).
   address we announced (ADD_ADDR, 3.4.1);
 - an unmodified program under `mptcpize run` -> our server: MPTCP, not plain TCP;
 - asyncio streams both ways; timeouts raise TimeoutError and leave everything usable;
-  a refused connect raises ConnectionRefusedError.
+  a refused connect raises ConnectionRefusedError, MP_FASTCLOSE ConnectionResetError;
+- a plain TCP server (fallback, 3.7), IPv6, and the full mesh once the kernel announces
+  a second address.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ from impl.api import (
     start_server,
 )
 from impl.lab.kernel import counter_delta, read_counters
+from impl.lab.mptcp_run import FLAG_SIGNAL
 from impl.lab.netns import NetworkNamespace, list_namespaces
-from impl.lab.topology import set_mptcp_limits
+from impl.lab.topology import add_mptcp_endpoint, set_mptcp_limits
 
 pytestmark = pytest.mark.netns
 
@@ -378,3 +381,38 @@ def test_ipv6_client_to_a_kernel_server() -> None:
                 sock.wait_sent()
                 assert sock.mptcp_info()["fallback"] is False
             assert done() == payload
+
+
+def test_full_mesh_with_an_address_the_kernel_announces(lab) -> None:
+    namespace, stack = lab
+    # The kernel announces 198.18.2.1 (a `signal` endpoint, ADD_ADDR 3.4.1); our client
+    # then joins from both of its addresses to both of the kernel's: 4 subflows.
+    add_mptcp_endpoint(namespace, "198.18.2.1", FLAG_SIGNAL)
+    listener = kernel_socket(namespace)
+    listener.bind(("0.0.0.0", 5010))  # Linux takes joins to an announced address only here
+    listener.listen()
+
+    def serve() -> int:
+        with listener, listener.accept()[0] as conn:
+            conn.settimeout(TIMEOUT)
+            count = len(read_all(conn))
+            conn.sendall(b"done")
+            return count
+
+    done = in_thread(serve)
+    before = read_counters(namespace.name)
+    payload = os.urandom(1 << 20)
+    with stack.socket() as sock:
+        sock.settimeout(TIMEOUT)
+        sock.connect((KERNEL, 5010))
+        sock.sendall(payload)
+        sock.shutdown(SHUT_WR)
+        assert read_all(sock) == b"done"
+        pairs = sorted((s["local_address"], s["remote_address"]) for s in sock.subflows())
+        info = sock.mptcp_info()
+    assert done() == len(payload)
+    assert pairs == [("198.18.1.2", "198.18.1.1"), ("198.18.1.2", "198.18.2.1"),
+                     ("198.18.2.2", "198.18.1.1"), ("198.18.2.2", "198.18.2.1")]
+    assert info["counters"]["AddAddr"] >= 1 and info["counters"]["MPJoinSynAckRx"] == 3
+    delta = counter_delta(before, read_counters(namespace.name))
+    assert delta.get("MPTcpExtMPJoinAckRx") == 3, delta
