@@ -2,8 +2,9 @@
 (`ip netns exec`): the endpoint makes its TUN devices there, and the namespace's Linux
 kernel is the peer (IPPROTO_MPTCP sockets this test opens in the namespace).
 
-- connect --mode source: the kernel server's SHA-256 equals the summary's, both of our
-  addresses carried data, the kernel accepted our join;
+- connect --mode source --checksums: the kernel server's SHA-256 equals the summary's,
+  both of our addresses carried data, the kernel accepted our join and every DSS
+  checksum;
 - serve --mode echo (with --pcap and --events) to a kernel client, and --mode file to
   `mptcpize run curl`;
 - SIGTERM: exit 130 and the TUN devices are gone;
@@ -119,7 +120,7 @@ def test_connect_sends_to_a_kernel_server(namespace: NetworkNamespace, tmp_path:
     report = tmp_path / "connect.json"
     code, out, err = finish(cli(namespace, "connect", "198.18.1.1", "7000", *ADDRESSES,
                                 "--mode", "source", "--size", str(2 << 20), "--timeout", "20",
-                                "--json", str(report), "--quiet"))
+                                "--checksums", "--json", str(report), "--quiet"))
     thread.join(TIMEOUT)
     assert code == 0, err
     summary = json.loads(report.read_text())
@@ -128,11 +129,13 @@ def test_connect_sends_to_a_kernel_server(namespace: NetworkNamespace, tmp_path:
     assert connection["bytes_sent"] == got["bytes"] == 2 << 20
     assert connection["sha256_sent"] == got["sha256"]
     assert connection["fallback"] is False
+    assert connection["checksums"] is True  # we asked (MP_CAPABLE A flag, 3.1)
     subflows = connection["subflows"]
     assert sorted(s["local_address"] for s in subflows) == ["198.18.1.2", "198.18.2.2"]
     assert all(s["bytes_sent"] > 0 for s in subflows), subflows
     delta = counter_delta(before, read_counters(namespace.name))
     assert delta.get("MPTcpExtMPJoinAckRx") == 1, delta
+    assert not delta.get("MPTcpExtDataCsumErr"), delta  # every DSS checksum was right
     assert "sent 2,097,152 B" in out
     assert tun_devices(namespace) == []  # gone with the endpoint
 

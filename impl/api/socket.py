@@ -58,7 +58,6 @@ def closed_error(reason: str | None, connecting: bool) -> OSError | None:
     return ConnectionAbortedError(errno.ECONNABORTED, f"connection closed: {reason}")
 
 
-
 class MptcpSocket:
     """One MPTCP socket of an `MptcpStack`, shaped like `socket.socket` (blocking, with
     optional timeouts). Create it with `stack.socket()`."""
