@@ -87,7 +87,10 @@ class MptcpSocket:
         self._announced = False
         self.bytes_sent = 0  # handed to the core
         self.bytes_received = 0
-        self.on_data: Callable[[bytes], None] | None = None  # driver thread, lock held
+        # Hooks for asyncio (`streams.py`): called on the driver thread with the lock
+        # held, so they must only hand over (call_soon_threadsafe), never block or call
+        # back into the socket.
+        self.on_data: Callable[[bytes], None] | None = None
         self.on_eof: Callable[[OSError | None], None] | None = None
         self.on_accept: Callable[[MptcpSocket], None] | None = None
         if connection is not None:
