@@ -62,16 +62,112 @@ def check(
     raise typer.Exit(run_check_command(depth=depth, json_report=json_report, mutants=mutants))
 
 
-@app.command()
-def serve() -> None:
-    """Run the userspace MPTCP endpoint as a listener on TUN devices."""
-    _not_built("serve", "issue: the MPTCP endpoint")
+AddressOption = Annotated[list[str], typer.Option(
+    "--address", help="Our address and prefix, e.g. 198.18.1.2/24 (repeat: one TUN each).")]
+ModeOption = Annotated[str, typer.Option("--mode", help="sink, source, echo or file.")]
+FileOption = Annotated[Path | None, typer.Option("--file", help="--mode file: bytes to send.")]
+OutputOption = Annotated[Path | None, typer.Option(
+    "--output", help="--mode sink: write the bytes received here.")]
+SizeOption = Annotated[int, typer.Option("--size", help="--mode source: bytes to send.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="--mode source: payload seed.")]
+TimeoutOption = Annotated[float | None, typer.Option(
+    "--timeout", help="Seconds any one socket call may wait (default: forever).")]
+ChecksumsOption = Annotated[bool, typer.Option("--checksums", help="Ask for DSS checksums.")]
+SubflowsOption = Annotated[int, typer.Option("--max-subflows", help="Subflows per connection.")]
+PcapOption = Annotated[Path | None, typer.Option("--pcap", help="Capture our TUN packets.")]
+EventsOption = Annotated[Path | None, typer.Option("--events", help="JSON-lines event log.")]
+JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the summary here.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", help="No live display.")]
+
+
+def _run_endpoint(options: object, command: str) -> None:
+    """Shared by serve and connect: usage errors exit 2, a failed transfer 1, Ctrl-C or
+    SIGTERM 130 (the TUN devices are gone by then)."""
+    import signal
+
+    from impl.endpoint import EndpointSetupError, EndpointUsageError, run_endpoint
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        summary = run_endpoint(options, console)
+    except EndpointUsageError as error:
+        error_console.print(f"[bold red]mptcp-ref {command}:[/] {error}")
+        raise typer.Exit(2) from None
+    except EndpointSetupError as error:
+        error_console.print(f"[bold red]mptcp-ref {command}:[/] {error}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        error_console.print(f"mptcp-ref {command}: interrupted; the TUN devices were removed")
+        raise typer.Exit(130) from None
+    for entry in summary["connections"]:
+        console.print(f"{entry['peer']}: sent {entry['bytes_sent']:,} B, received "
+                      f"{entry['bytes_received']:,} B in {entry['seconds']:.2f} s over "
+                      f"{len(entry['subflows'])} subflow(s)"
+                      + (f"; error: {entry['error']}" if entry["error"] else ""),
+                      highlight=False)
+    if not summary["ok"]:
+        error_console.print(f"mptcp-ref {command}: failed: {summary['error']}")
+    raise typer.Exit(0 if summary["ok"] else 1)
 
 
 @app.command()
-def connect() -> None:
-    """Run the userspace MPTCP endpoint as a client on TUN devices."""
-    _not_built("connect", "issue: the MPTCP endpoint")
+def serve(
+    address: AddressOption,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    mode: ModeOption = "sink",
+    file: FileOption = None,
+    output: OutputOption = None,
+    size: SizeOption = 1 << 20,
+    seed: SeedOption = 0,
+    count: Annotated[int, typer.Option(
+        "--count", help="Connections to serve before exiting (0: until Ctrl-C).")] = 1,
+    timeout: TimeoutOption = None,
+    checksums: ChecksumsOption = False,
+    max_subflows: SubflowsOption = 8,
+    pcap: PcapOption = None,
+    events: EventsOption = None,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the userspace MPTCP endpoint as a listener on TUN devices (docs/api.md)."""
+    from impl.endpoint import EndpointOptions
+
+    _run_endpoint(EndpointOptions(
+        command="serve", addresses=address, port=port, mode=mode, file=file, output=output,
+        size=size, seed=seed, count=count, timeout=timeout, checksums=checksums,
+        max_subflows=max_subflows, pcap=pcap, events=events, json_path=json_path,
+        quiet=quiet), "serve")
+
+
+@app.command()
+def connect(
+    host: Annotated[str, typer.Argument(help="The peer's address (a lab address).")],
+    port: Annotated[int, typer.Argument(help="The peer's port.")],
+    address: AddressOption,
+    mode: ModeOption = "source",
+    file: FileOption = None,
+    output: OutputOption = None,
+    size: SizeOption = 1 << 20,
+    seed: SeedOption = 0,
+    timeout: TimeoutOption = None,
+    checksums: ChecksumsOption = False,
+    max_subflows: SubflowsOption = 8,
+    pcap: PcapOption = None,
+    events: EventsOption = None,
+    json_path: JsonOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the userspace MPTCP endpoint as a client on TUN devices (docs/api.md)."""
+    from impl.endpoint import EndpointOptions
+
+    _run_endpoint(EndpointOptions(
+        command="connect", addresses=address, port=port, mode=mode, host=host, file=file,
+        output=output, size=size, seed=seed, timeout=timeout, checksums=checksums,
+        max_subflows=max_subflows, pcap=pcap, events=events, json_path=json_path,
+        quiet=quiet), "connect")
 
 
 @lab_app.command("handshake")

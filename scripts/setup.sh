@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what mptcp-ref needs on a fresh Debian machine, as root: the Debian packages
 # (graphviz for diagrams, tshark as an independent dissector, iproute2/nstat for the lab,
-# mptcpize/iperf3/tcpdump/nftables for interop runs), then a virtual environment in .venv
+# mptcpize/iperf3/tcpdump/nftables/curl for interop runs), then a virtual environment in .venv
 # with the project and its dev extras. Idempotent: it only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(graphviz tshark tcpdump mptcpize iperf3 nftables iproute2)
+debian_packages=(graphviz tshark tcpdump mptcpize iperf3 nftables iproute2 curl)
 missing=()
 for pkg in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

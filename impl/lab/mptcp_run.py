@@ -40,7 +40,9 @@ from impl.io.tun_loop import TunDriver
 from impl.lab.topology import KernelPeerLab, kernel_counter_delta
 from impl.lab.traffic import KernelTraffic, KernelTrafficError, PayloadStream
 from impl.mptcp.connection import MptcpConfig, MptcpConnection
+from impl.mptcp.fullmesh import FullMesh
 from impl.mptcp.host import MptcpHost
+from impl.mptcp.info import subflow_info
 
 __all__ = ["ENDPOINT_MODES", "MptcpApplication", "run_mptcp_with_kernel"]
 
@@ -50,6 +52,8 @@ FLAG_SIGNAL, FLAG_SUBFLOW, FLAG_BACKUP, FLAG_FULLMESH = 1, 2, 4, 8
 MAX_LIMIT = 8  # MPTCP_PM_ADDR_MAX
 HIGH_WATER = 4 << 20
 SETTLE = 2.0
+SUBFLOW_REPORT_KEYS = ("initial", "local", "remote", "bytes_sent", "bytes_received", "backup",
+                       "retransmitted_segments", "timeouts", "state", "close_reason")
 
 
 class MptcpApplication:
@@ -147,10 +151,10 @@ def _limits(paths: int, kernel_limits: int | None) -> int:
 
 
 def _join_our_paths(connection: MptcpConnection, lab: KernelPeerLab, now: float) -> None:
-    """Full mesh over our addresses: one MP_JOIN from each of our other addresses to
-    the kernel's initial address (queued by the core until fully established, 3.1)."""
-    for ours in lab.our_addresses[1:]:
-        connection.add_subflow(ours, now=now)
+    """Full mesh over our addresses (`impl.mptcp.fullmesh`): before any ADD_ADDR the
+    kernel's only known address is its initial one, so this is one MP_JOIN from each of
+    our other addresses to it (queued by the core until fully established, 3.1)."""
+    FullMesh(lab.our_addresses, max_subflows=MAX_LIMIT).apply(connection, now)
 
 
 def _join_announced(connection: MptcpConnection, lab: KernelPeerLab, joined: set,
@@ -176,26 +180,13 @@ def subflow_report(connection: MptcpConnection | None,
     kernel = [ipaddress.ip_address(a) for a in lab.kernel_addresses]
     out = []
     for subflow in connection.subflows:
-        tcp = subflow.tcp
-        if tcp is None or tcp.receiver is None:
+        info = subflow_info(subflow)
+        if info is None:
             continue
         remote, local = ipaddress.ip_address(subflow.remote), ipaddress.ip_address(subflow.local)
         path = (kernel.index(remote) if remote in kernel and kernel.index(remote) > 0
                 else ours.index(local) if local in ours else 0) + 1
-        sender, receiver = tcp.sender, tcp.receiver
-        # Payload only: the SYN and a FIN each take one sequence number (RFC 9293 3.4).
-        sent = sender.snd_una - tcp.iss - 1 - (1 if sender.fin_acked else 0)
-        got = receiver.rcv_nxt - receiver.irs - 1 - (1 if receiver.fin_received else 0)
-        fmt = "[{}]:{}" if local.version == 6 else "{}:{}"
-        out.append({
-            "path": path, "initial": subflow.initial,
-            "local": fmt.format(local, tcp.local_port),
-            "remote": fmt.format(remote, tcp.remote_port),
-            "bytes_sent": max(0, sent), "bytes_received": max(0, got),
-            "backup": subflow.backup, "retransmitted_segments": sender.retrans_segs,
-            "timeouts": sender.timeouts, "state": str(tcp.state),
-            "close_reason": subflow.close_reason,
-        })
+        out.append({"path": path, **{key: info[key] for key in SUBFLOW_REPORT_KEYS}})
     return out
 
 

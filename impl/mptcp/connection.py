@@ -392,6 +392,14 @@ class MptcpConnection(InputMixin, OutputMixin):
         if any(sf.usable and not sf.stale for sf in self.subflows if sf is not subflow):
             self._reinject_from(subflow)
 
+    def reinject_unacknowledged(self) -> None:
+        """3.3.6: send again, on whichever subflows have room, every byte mapped but not
+        DATA_ACKed. For a driver that sees the DATA_ACK stall while every subflow has
+        acknowledged its bytes: Linux drops out-of-order data beyond the data-level
+        window it has announced (MPTcpExtNoDSSInWindow) after its subflow acked it."""
+        for subflow in self.subflows:
+            self._reinject_from(subflow)
+
     def _reinject_from(self, subflow: Subflow) -> None:
         ranges = subflow.records.unacknowledged(self.snd_una)
         if ranges:
