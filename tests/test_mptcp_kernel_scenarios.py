@@ -250,3 +250,177 @@ def test_kernel_deletes_a_signal_endpoint_and_we_close_that_subflow(tmp_path: Pa
         assert SIGNAL_ID not in connection.signals.remote_addresses
     assert bytes(run.kernel.received) == payload(SIZE, 5) + payload(SIZE, 7)
     assert bytes(run.received) == payload(SIZE, 6) + payload(SIZE, 8)
+
+
+# -- MP_PRIO (RFC 8684 3.3.8) ------------------------------------------------------------
+
+
+def received_on(subflow) -> int:
+    """Payload bytes that arrived on `subflow` (in order at the subflow level)."""
+    receiver = subflow.tcp.receiver
+    return receiver.rcv_nxt - receiver.irs - 1
+
+
+def sent_on(subflow) -> int:
+    return subflow.tcp.sender.buffer.end - subflow.tcp.iss - 1
+
+
+def test_we_mark_a_subflow_backup_and_the_kernel_stops_sending_on_it(tmp_path: Path) -> None:
+    with scenario(tmp_path, "mp_prio_ours") as run:
+        run.kernel.listen(run.lab.kernel_addresses[0], PORT)
+        connection = run.connect()
+        run.exchange(payload(SIZE, 11), payload(SIZE, 12))
+        join = connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
+        run.run(lambda: join.usable, what="the join")
+        run.exchange(b"", payload(4 * SIZE, 13), "kernel data over both subflows")
+        assert received_on(join) > 0  # the kernel schedules on the join while regular
+        connection.set_backup(join, True)
+        run.wait_kernel_counter("MPTcpExtMPPrioRx")
+        on_join = received_on(join)
+        run.exchange(b"", payload(4 * SIZE, 14), "kernel data after MP_PRIO")
+        assert received_on(join) == on_join  # 3.3.8: backup, so the kernel avoids it
+        run.close_both()
+        delta = run.kernel_delta()
+        assert delta.get("MPTcpExtMPPrioRx") == 1, delta
+        assert run.host.counters["MPPrioTx"] == 1 and join.backup
+    assert bytes(run.received) == (payload(SIZE, 12) + payload(4 * SIZE, 13)
+                                   + payload(4 * SIZE, 14))
+    assert run.judgement.count("tcp.options.mptcp.subtype", "5") == 1  # one MP_PRIO
+
+
+def test_kernel_changes_its_endpoint_to_backup_and_back(tmp_path: Path) -> None:
+    with scenario(tmp_path, "mp_prio_kernel", signal_endpoint=True) as run:
+        run.kernel.listen("0.0.0.0", PORT)
+        connection = run.connect()
+        join = join_announced(run)
+        run.run(lambda: join.usable and run.kernel.connected, what="the join")
+        run.exchange(payload(SIZE, 15), payload(SIZE, 16))
+        assert not join.backup
+        run.lab.change_mptcp_endpoint(SIGNAL_ID, backup=True)
+        run.run(lambda: run.host.counters["MPPrioRx"] == 1, what="MP_PRIO backup")
+        assert join.backup and not connection.subflows[0].backup
+        on_join = sent_on(join)
+        run.exchange(payload(4 * SIZE, 17), b"", "our data while the join is backup")
+        assert sent_on(join) == on_join  # our scheduler keeps off a backup subflow
+        run.lab.change_mptcp_endpoint(SIGNAL_ID, backup=False)
+        run.run(lambda: run.host.counters["MPPrioRx"] == 2, what="MP_PRIO nobackup")
+        assert not join.backup
+        run.close_both()
+        delta = run.kernel_delta()
+        assert delta.get("MPTcpExtMPPrioTx") == 2, delta
+    assert bytes(run.kernel.received) == payload(SIZE, 15) + payload(4 * SIZE, 17)
+    assert bytes(run.received) == payload(SIZE, 16)
+
+
+# -- MP_FASTCLOSE (RFC 8684 3.5) ---------------------------------------------------------
+
+
+def test_our_abort_fastcloses_the_kernel_connection(tmp_path: Path) -> None:
+    with scenario(tmp_path, "fastclose_ours") as run:
+        run.kernel.listen(run.lab.kernel_addresses[0], PORT)
+        connection = run.connect()
+        run.exchange(payload(SIZE, 21), payload(SIZE, 22))
+        join = connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
+        run.run(lambda: join.usable, what="the join")
+        connection.abort()
+        run.run(lambda: run.kernel.error is not None, what="the kernel's ECONNRESET")
+        assert run.kernel.error == "reset"
+        assert connection.data_state == "CLOSED" and connection.closed_reason == "aborted"
+        delta = run.kernel_delta()
+        assert delta.get("MPTcpExtMPFastcloseRx") == 1, delta
+        assert run.host.counters["MPFastcloseTx"] == 2  # on the RST of each subflow
+        assert run.kernel_subflows() == []
+    assert bytes(run.kernel.received) == payload(SIZE, 21)
+    assert bytes(run.received) == payload(SIZE, 22)
+
+
+@pytest.mark.parametrize("how", ["linger0", "unread"])
+def test_kernel_fastclose_closes_our_connection(tmp_path: Path, how: str) -> None:
+    with scenario(tmp_path, f"fastclose_kernel_{how}") as run:
+        run.kernel.listen(run.lab.kernel_addresses[0], PORT)
+        connection = run.connect()
+        run.exchange(payload(SIZE, 23), payload(SIZE, 24))
+        join = connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
+        run.run(lambda: join.usable, what="the join")
+        if how == "linger0":
+            run.kernel.abort()  # SO_LINGER {1, 0}: Linux's mptcp_close fastcloses
+        else:
+            run.kernel.read_paused = True
+            connection.send(payload(SIZE, 25))
+            run.run(lambda: connection.snd_una == connection.snd_nxt
+                    and connection.snd_nxt > connection.local_idsn + 1 + SIZE,
+                    what="bytes acknowledged but unread")
+            run.kernel.close()  # unread data: Linux fastcloses rather than DATA_FIN
+        run.run(lambda: connection.is_closed, what="our connection closing")
+        assert connection.closed_reason == "fastclose"
+        assert connection.data_state == "CLOSED"
+        assert all(sf.dead for sf in connection.subflows)
+        assert run.host.counters["MPFastcloseRx"] == 1
+        delta = run.kernel_delta()
+        assert delta.get("MPTcpExtMPFastcloseTx", 0) >= 1, delta
+    assert bytes(run.received) == payload(SIZE, 24)
+
+
+# -- graceful close (RFC 8684 3.3.3, Appendix D) ------------------------------------------
+
+
+@pytest.mark.parametrize("we_first", [True, False], ids=["we_close_first", "kernel_first"])
+def test_graceful_data_fin_close(tmp_path: Path, we_first: bool) -> None:
+    with scenario(tmp_path, f"data_fin_{we_first}") as run:
+        run.kernel.listen(run.lab.kernel_addresses[0], PORT)
+        connection = run.connect()
+        run.exchange(payload(SIZE, 31), payload(SIZE, 32))
+        join = connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
+        run.run(lambda: join.usable, what="the join")
+        run.exchange(payload(2 * SIZE, 33), payload(2 * SIZE, 34))
+        run.close_both(we_first=we_first)
+        assert connection.closed_reason == "closed" and connection.data_state == "CLOSED"
+        assert run.kernel.eof and connection.peer_closed and run.kernel.error is None
+        ours = run.host.counters
+        assert ours["MPFastcloseTx"] == ours["MPFastcloseRx"] == ours["MPRstTx"] == 0
+        assert run.host.resets_sent == 0
+        delta = run.kernel_delta()
+        assert not delta.get("MPTcpExtMPFastcloseRx") and not delta.get("MPTcpExtMPFastcloseTx")
+        assert not delta.get("MPTcpExtMPRstTx") and not delta.get("MPTcpExtMPRstRx"), delta
+    assert bytes(run.kernel.received) == payload(SIZE, 31) + payload(2 * SIZE, 33)
+    assert bytes(run.received) == payload(SIZE, 32) + payload(2 * SIZE, 34)
+    assert run.judgement.count("tcp.flags.reset", "1") == 0, "a RST in a graceful close"
+    assert run.judgement.count("tcp.options.mptcp.datafin.flag", "1") >= 2
+
+
+# -- fallback (RFC 8684 3.7) --------------------------------------------------------------
+
+
+def test_our_client_falls_back_with_a_plain_tcp_kernel_listener(tmp_path: Path) -> None:
+    with scenario(tmp_path, "fallback_ours", kernel_mptcp=False) as run:
+        run.kernel.listen(run.lab.kernel_addresses[0], PORT)
+        connection = run.connect()
+        run.exchange(payload(SIZE, 41), payload(SIZE, 42))
+        assert connection.fallback
+        run.close_both()
+        assert run.host.counters["MPCapableFallbackSYNACK"] == 1
+        delta = run.kernel_delta()
+        assert not any(name.startswith("MPTcpExt") for name in delta), delta
+        assert delta.get("TcpPassiveOpens") == 1, delta
+    assert sha256(bytes(run.kernel.received)) == sha256(payload(SIZE, 41))
+    assert sha256(bytes(run.received)) == sha256(payload(SIZE, 42))
+    assert run.judgement.count("tcp.options.mptcp.subtype") == 1  # only our SYN's
+
+
+def test_plain_tcp_kernel_client_to_our_listener_falls_back(tmp_path: Path) -> None:
+    with scenario(tmp_path, "fallback_kernel", kernel_mptcp=False) as run:
+        run.host.listen(PORT, CONFIG)
+        run.kernel.connect(run.lab.our_addresses[0], PORT, bind=run.lab.kernel_addresses[0])
+        run.run(lambda: run.connection is not None and run.kernel.connected,
+                what="the plain TCP connection")
+        connection = run.connection
+        run.exchange(payload(SIZE, 43), payload(SIZE, 44))
+        assert connection.fallback
+        run.close_both(we_first=False)
+        assert run.host.counters["MPCapableSYNRX"] == 0
+        delta = run.kernel_delta()
+        assert not any(name.startswith("MPTcpExt") for name in delta), delta
+        assert delta.get("TcpActiveOpens") == 1, delta
+    assert sha256(bytes(run.kernel.received)) == sha256(payload(SIZE, 43))
+    assert sha256(bytes(run.received)) == sha256(payload(SIZE, 44))
+    assert run.judgement.count("tcp.options.mptcp.subtype") == 0
