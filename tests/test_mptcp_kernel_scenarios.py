@@ -182,6 +182,9 @@ def scenario(tmp_path: Path, name: str, *, kernel_mptcp: bool = True,
         stack.callback(kernel.stop)
         run = Scenario(lab, driver, host, kernel, pcap, before=lab.counters())
         yield run
+        # Shown with `pytest -s`: the rows of docs/mptcp-interop.md.
+        print(f"\n{name}: kernel {mptcp_only(run.kernel_delta())} ours "
+              f"{run.host.counters.nonzero()}")
         kernel.stop()
         driver.drain(timeout=0.5)
     assert namespace not in list_namespaces()
@@ -190,8 +193,9 @@ def scenario(tmp_path: Path, name: str, *, kernel_mptcp: bool = True,
     assert judgement.mapping_problems == [], judgement.mapping_problems
 
 
-def ours_at(host: MptcpHost, *names: str) -> dict[str, int]:
-    return {name: host.counters[name] for name in names}
+def mptcp_only(delta: dict[str, int]) -> dict[str, int]:
+    return {name.removeprefix("MPTcpExt"): value for name, value in delta.items()
+            if name.startswith("MPTcpExt") and name != "MPTcpExtMPCurrEstab"}
 
 
 def join_announced(run: Scenario) -> object:
@@ -374,6 +378,7 @@ def test_graceful_data_fin_close(tmp_path: Path, we_first: bool) -> None:
         run.run(lambda: join.usable, what="the join")
         run.exchange(payload(2 * SIZE, 33), payload(2 * SIZE, 34))
         run.close_both(we_first=we_first)
+        run.run(lambda: run.kernel_subflows() == [], what="the kernel's subflows ending")
         assert connection.closed_reason == "closed" and connection.data_state == "CLOSED"
         assert run.kernel.eof and connection.peer_closed and run.kernel.error is None
         ours = run.host.counters

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from impl.crypto import idsn_from_key
 from impl.io.pcap import PcapFile
 from impl.wire import (
     AddAddr,
@@ -366,3 +367,36 @@ def test_every_variant_family_is_covered():
         8, 10, 16, 18, 20, 22, 28, 30,
     }
     assert {int(v.reason) for v in variants if isinstance(v, MpTcpRst)} >= set(range(7))
+
+
+def _connection_pcap(path: Path, data_option) -> Path:
+    """An MP_CAPABLE handshake and one 100-byte data segment carrying `data_option`."""
+    client, server = "198.18.0.1", "198.18.0.2"
+    segments = [
+        (client, server, TcpHeader(40000, 443, 1000, 0, TcpFlags.SYN, 64000,
+                                   options=(MpCapable(),)), b""),
+        (server, client, TcpHeader(443, 40000, 5000, 1001, TcpFlags.SYN | TcpFlags.ACK, 64000,
+                                   options=(MpCapable(sender_key=KEY_B),)), b""),
+        (client, server, TcpHeader(40000, 443, 1001, 5001, TcpFlags.ACK, 64000, options=(
+            MpCapable(sender_key=KEY_A, receiver_key=KEY_B),)), b""),
+        (client, server, TcpHeader(40000, 443, 1001, 5001, TcpFlags.ACK | TcpFlags.PSH,
+                                   64000, options=(data_option,)), b"d" * 100),
+    ]
+    with PcapFile(path) as pcap:
+        for index, (src, dst, header, payload) in enumerate(segments):
+            pcap.write(build_packet(src, dst, header, payload), 1_700_000_000.0 + index / 100)
+    return path
+
+
+def test_the_mapping_judge_accepts_a_mapped_segment_and_flags_an_unmapped_one(tmp_path):
+    # The judge of the kernel scenarios must be able to fail: data without a DSS
+    # mapping draws Wireshark's "No mapping available" on a data packet.
+    first_dsn = idsn_from_key(KEY_A) + 1
+    mapped = Dss(data_ack=idsn_from_key(KEY_B) + 1, data_ack_is_64bit=True,
+                 mapping=DataSequenceMapping(first_dsn, 1, 100, dsn_is_64bit=True))
+    good = tshark_judge.judge_mptcp_capture(_connection_pcap(tmp_path / "good.pcap", mapped))
+    assert good.problems == [] and good.mapping_problems == []
+    assert good.count("mptcp.related_mapping") == 1  # the analysis did run
+    unmapped = Dss(data_ack=idsn_from_key(KEY_B) + 1, data_ack_is_64bit=True)
+    bad = tshark_judge.judge_mptcp_capture(_connection_pcap(tmp_path / "bad.pcap", unmapped))
+    assert len(bad.mapping_problems) == 1 and "frame 4" in bad.mapping_problems[0]
