@@ -212,8 +212,11 @@ def join_announced(run: Scenario) -> object:
 # -- REMOVE_ADDR (RFC 8684 3.4.2) --------------------------------------------------------
 
 
-def test_we_remove_an_address_and_the_kernel_closes_that_subflow(tmp_path: Path) -> None:
-    with scenario(tmp_path, "rm_addr_ours") as run:
+@pytest.mark.parametrize("removed", [1, 0], ids=["join_address", "initial_address_id0"])
+def test_we_remove_an_address_and_the_kernel_closes_that_subflow(tmp_path: Path,
+                                                                 removed: int) -> None:
+    # Address ID 0 is the initial subflow's address (3.4.2); Linux takes its removal too.
+    with scenario(tmp_path, f"rm_addr_ours_{removed}") as run:
         run.kernel.listen(run.lab.kernel_addresses[0], PORT)
         connection = run.connect()
         # The first exchange carries the kernel's first DSS, after which we join (3.1).
@@ -221,13 +224,15 @@ def test_we_remove_an_address_and_the_kernel_closes_that_subflow(tmp_path: Path)
         join = connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
         run.run(lambda: join.usable, what="the join")
         assert sorted(run.kernel_subflows()) == sorted(run.lab.our_addresses)
-        connection.remove_address(run.lab.our_addresses[1])
+        gone = connection.subflows[0] if removed == 0 else join
+        kept = run.lab.our_addresses[1 - removed]
+        connection.remove_address(run.lab.our_addresses[removed])
         run.wait_kernel_counter("MPTcpExtRmAddr")
-        run.run(lambda: run.kernel_subflows() == [run.lab.our_addresses[0]],
+        run.run(lambda: run.kernel_subflows() == [kept],
                 what="the kernel closing the removed subflow")
         run.exchange(payload(SIZE, 3), payload(SIZE, 4), "data after the removal")
         run.close_both()
-        assert join.dead and join.close_reason == "aborted"
+        assert gone.dead and gone.close_reason == "aborted"
         delta = run.kernel_delta()
         assert delta.get("MPTcpExtRmAddr") == 1, delta
         assert run.host.counters["RmAddrTx"] == 1
