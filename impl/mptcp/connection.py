@@ -229,8 +229,7 @@ class MptcpConnection(InputMixin, OutputMixin):
         for subflow in self.subflows:
             if not subflow.tcp.is_closed:
                 if not self.fallback and self.remote_key is not None:
-                    subflow.rst_options = (MpFastclose(self.remote_key),)
-                    self.counters.inc("MPFastcloseTx")
+                    subflow.rst_options = (MpFastclose(self.remote_key),)  # counted as sent
                 subflow.tcp.abort()
         self.closed_reason = "aborted"
         self.host.tokens.release(self.local_token)

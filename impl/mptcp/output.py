@@ -184,6 +184,10 @@ class OutputMixin:
                     # impl.tcp builds RSTs without asking the hook; MP_TCPRST (3.6) and
                     # MP_FASTCLOSE (3.5) ride on them, so they are added here.
                     extra = subflow.rst_options
+                    if extra:
+                        # 3.5: counted per RST that carries it (a join aborted in
+                        # SYN-SENT sends no RST, RFC 9293 3.10.5, so no MP_FASTCLOSE).
+                        self.counters.inc("MPFastcloseTx")
                     if subflow.rst_reason is not None:
                         extra += (MpTcpRst(subflow.rst_reason),)
                         self.counters.inc("MPRstTx")
