@@ -50,6 +50,7 @@ SIZE = 96 * 1024
 FLAG_SIGNAL = 1  # MPTCP_PM_ADDR_FLAG_SIGNAL
 SIGNAL_ID = 2
 CONFIG = MptcpConfig(tcp=our_config(False))
+CONFIG_V6 = MptcpConfig(tcp=our_config(True))
 
 
 class Ticker:
@@ -114,7 +115,8 @@ class Scenario:
 
     def connect(self, remote: str | None = None) -> MptcpConnection:
         remote = remote or self.lab.kernel_addresses[0]
-        self.connection = self.host.connect(remote, PORT, time.monotonic(), CONFIG)
+        config = CONFIG_V6 if self.lab.ipv6 else CONFIG
+        self.connection = self.host.connect(remote, PORT, time.monotonic(), config)
         return self.connection
 
     def exchange(self, ours: bytes, theirs: bytes, what: str = "data both ways") -> None:
@@ -157,12 +159,12 @@ class Scenario:
 
 @contextmanager
 def scenario(tmp_path: Path, name: str, *, kernel_mptcp: bool = True,
-             signal_endpoint: bool = False) -> Iterator[Scenario]:
+             signal_endpoint: bool = False, ipv6: bool = False) -> Iterator[Scenario]:
     """A fresh two-path lab, our host behind its TUNs, a kernel socket in its namespace;
     afterwards the namespace is gone and the capture judged by tshark."""
     pcap = tmp_path / f"{name}.pcap"
     with ExitStack() as stack:
-        lab = stack.enter_context(KernelPeerLab([PathSpec(), PathSpec()], seed=0))
+        lab = stack.enter_context(KernelPeerLab([PathSpec(), PathSpec()], ipv6=ipv6, seed=0))
         namespace = lab.namespace.name
         capture = stack.enter_context(PcapFile(pcap))
         driver = TunDriver(pcap=capture, sticky=True)
@@ -178,7 +180,7 @@ def scenario(tmp_path: Path, name: str, *, kernel_mptcp: bool = True,
         lab.mptcp_limits(subflows=2, add_addr_accepted=2)
         if signal_endpoint:
             lab.mptcp_endpoint(lab.kernel_addresses[1], FLAG_SIGNAL, endpoint_id=SIGNAL_ID)
-        kernel = KernelSocket(lab.namespace, mptcp=kernel_mptcp)
+        kernel = KernelSocket(lab.namespace, mptcp=kernel_mptcp, ipv6=ipv6)
         stack.callback(kernel.stop)
         run = Scenario(lab, driver, host, kernel, pcap, before=lab.counters())
         yield run
@@ -373,9 +375,10 @@ def test_kernel_fastclose_closes_our_connection(tmp_path: Path, how: str) -> Non
 # -- graceful close (RFC 8684 3.3.3, Appendix D) ------------------------------------------
 
 
-@pytest.mark.parametrize("we_first", [True, False], ids=["we_close_first", "kernel_first"])
-def test_graceful_data_fin_close(tmp_path: Path, we_first: bool) -> None:
-    with scenario(tmp_path, f"data_fin_{we_first}") as run:
+@pytest.mark.parametrize(("we_first", "ipv6"), [(True, False), (False, False), (True, True)],
+                         ids=["we_close_first", "kernel_first", "we_close_first_ipv6"])
+def test_graceful_data_fin_close(tmp_path: Path, we_first: bool, ipv6: bool) -> None:
+    with scenario(tmp_path, f"data_fin_{we_first}_{ipv6}", ipv6=ipv6) as run:
         run.kernel.listen(run.lab.kernel_addresses[0], PORT)
         connection = run.connect()
         run.exchange(payload(SIZE, 31), payload(SIZE, 32))
