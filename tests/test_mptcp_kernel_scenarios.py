@@ -243,22 +243,33 @@ def test_we_remove_an_address_and_the_kernel_closes_that_subflow(tmp_path: Path,
     assert run.judgement.count("tcp.options.mptcp.subtype", "4") >= 1  # REMOVE_ADDR seen
 
 
-def test_kernel_deletes_a_signal_endpoint_and_we_close_that_subflow(tmp_path: Path) -> None:
-    with scenario(tmp_path, "rm_addr_kernel", signal_endpoint=True) as run:
+@pytest.mark.parametrize("removed", [SIGNAL_ID, 0], ids=["signal_endpoint", "initial_id0"])
+def test_kernel_deletes_an_endpoint_and_we_close_that_subflow(tmp_path: Path,
+                                                              removed: int) -> None:
+    with scenario(tmp_path, f"rm_addr_kernel_{removed}", signal_endpoint=True) as run:
         run.kernel.listen("0.0.0.0", PORT)
         connection = run.connect()
         join = join_announced(run)
         run.run(lambda: join.usable and run.kernel.connected, what="the join")
         run.exchange(payload(SIZE, 5), payload(SIZE, 6))
-        run.lab.delete_mptcp_endpoint(SIGNAL_ID)
-        run.run(lambda: run.host.counters["RmAddr"] >= 1 and join.dead,
-                what="REMOVE_ADDR closing our join")
+        if removed == 0:
+            # `ip mptcp endpoint delete id 0 ADDR`: the initial subflow's address.
+            run.lab.namespace.run("ip", "mptcp", "endpoint", "delete", "id", "0",
+                                  run.lab.kernel_addresses[0])
+        else:
+            run.lab.delete_mptcp_endpoint(SIGNAL_ID)
+        gone, kept = (connection.subflows[0], join) if removed == 0 else (
+            join, connection.subflows[0])
+        run.run(lambda: run.host.counters["RmAddr"] >= 1 and gone.dead,
+                what="REMOVE_ADDR closing our subflow")
+        assert not kept.dead
         run.exchange(payload(SIZE, 7), payload(SIZE, 8), "data after the removal")
         run.close_both()
         delta = run.kernel_delta()
+        assert delta.get("MPTcpExtRmAddrTx") == 1 and delta.get("MPTcpExtRmSubflow") == 1, delta
         assert delta.get("MPTcpExtRmAddr") is None, delta  # nothing removed the other way
-        assert run.host.counters["RmAddr"] == 1
-        assert SIGNAL_ID not in connection.signals.remote_addresses
+        assert run.host.counters["RmAddr"] == 1 and run.host.counters["RmSubflow"] == 1
+        assert removed not in connection.signals.remote_addresses
     assert run.kernel.received_sha256 == sha256(payload(SIZE, 5) + payload(SIZE, 7))
     assert sha256(bytes(run.received)) == sha256(payload(SIZE, 6) + payload(SIZE, 8))
 
