@@ -192,7 +192,7 @@ def scenario(tmp_path: Path, name: str, *, kernel_mptcp: bool = True,
     assert namespace not in list_namespaces()
     run.judgement = judgement = tshark_judge.judge_mptcp_capture(pcap)
     assert judgement.problems == [], judgement.problems
-    assert judgement.mapping_problems == [], judgement.mapping_problems
+    assert judgement.mptcp_problems == [], judgement.mptcp_problems
 
 
 def mptcp_only(delta: dict[str, int]) -> dict[str, int]:

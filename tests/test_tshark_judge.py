@@ -369,7 +369,7 @@ def test_every_variant_family_is_covered():
     assert {int(v.reason) for v in variants if isinstance(v, MpTcpRst)} >= set(range(7))
 
 
-def _connection_pcap(path: Path, data_option) -> Path:
+def _connection_pcap(path: Path, data_option, echoed_key: int = KEY_B) -> Path:
     """An MP_CAPABLE handshake and one 100-byte data segment carrying `data_option`."""
     client, server = "198.18.0.1", "198.18.0.2"
     segments = [
@@ -378,7 +378,7 @@ def _connection_pcap(path: Path, data_option) -> Path:
         (server, client, TcpHeader(443, 40000, 5000, 1001, TcpFlags.SYN | TcpFlags.ACK, 64000,
                                    options=(MpCapable(sender_key=KEY_B),)), b""),
         (client, server, TcpHeader(40000, 443, 1001, 5001, TcpFlags.ACK, 64000, options=(
-            MpCapable(sender_key=KEY_A, receiver_key=KEY_B),)), b""),
+            MpCapable(sender_key=KEY_A, receiver_key=echoed_key),)), b""),
         (client, server, TcpHeader(40000, 443, 1001, 5001, TcpFlags.ACK | TcpFlags.PSH,
                                    64000, options=(data_option,)), b"d" * 100),
     ]
@@ -395,8 +395,11 @@ def test_the_mapping_judge_accepts_a_mapped_segment_and_flags_an_unmapped_one(tm
     mapped = Dss(data_ack=idsn_from_key(KEY_B) + 1, data_ack_is_64bit=True,
                  mapping=DataSequenceMapping(first_dsn, 1, 100, dsn_is_64bit=True))
     good = tshark_judge.judge_mptcp_capture(_connection_pcap(tmp_path / "good.pcap", mapped))
-    assert good.problems == [] and good.mapping_problems == []
+    assert good.problems == [] and good.mptcp_problems == []
     assert good.count("mptcp.related_mapping") == 1  # the analysis did run
     unmapped = Dss(data_ack=idsn_from_key(KEY_B) + 1, data_ack_is_64bit=True)
     bad = tshark_judge.judge_mptcp_capture(_connection_pcap(tmp_path / "bad.pcap", unmapped))
-    assert len(bad.mapping_problems) == 1 and "frame 4" in bad.mapping_problems[0]
+    assert len(bad.mptcp_problems) == 1 and "frame 4" in bad.mptcp_problems[0]
+    wrong_key = _connection_pcap(tmp_path / "key.pcap", mapped, echoed_key=KEY_B ^ 1)
+    assert tshark_judge.judge_mptcp_capture(wrong_key).mptcp_problems == [
+        "frame 3: mptcp.connection.echoed_key_mismatch"]

@@ -3,10 +3,10 @@ JSON per frame, and list what Wireshark's dissector objects to.
 
 - `frames(path, prefs)`: every frame as {field name: [values in order]}.
 - `problems(frames)`: malformed packets and expert infos of error severity.
-- `mapping_problems(frames)`: with the MPTCP analysis on (`MPTCP_ANALYSIS_PREFS`:
+- `mptcp_problems(frames)`: with the MPTCP analysis on (`MPTCP_ANALYSIS_PREFS`:
   mptcp.analyze_mptcp, analyze_mappings, relative_sequence_numbers,
-  intersubflows_retransmission, as TShark 4.0 `-G defaultprefs` lists them), expert
-  infos that say a data packet's DSS mapping is missing or inconsistent.
+  intersubflows_retransmission, as TShark 4.0 `-G defaultprefs` lists them), the MPTCP
+  expert infos: handshake key/algorithm complaints, data packets without a mapping.
 - `judge_mptcp_capture(path)`: both lists for one capture, with the frames.
 
 Used by tests/test_tshark_judge.py (every option variant of our codec) and
@@ -33,8 +33,12 @@ MPTCP_ANALYSIS_PREFS = [
     "-o", "tcp.check_checksum:TRUE",
     "-o", "ip.check_checksum:TRUE",
 ]
-# Wireshark 4.0 packet-tcp.c expert infos about DSS mappings (mptcp.expert.*).
-_MAPPING_WORDS = ("unmapped", "does not match", "mapping", "not covered")
+# Wireshark 4.0's MPTCP expert infos (packet-tcp.c, mptcp_ei; all of warning severity):
+# wrong on any frame, and a data packet whose bytes no DSS mapping covers.
+MPTCP_HANDSHAKE_EXPERTS = ("mptcp.connection.echoed_key_mismatch",
+                           "mptcp.connection.missing_algorithm",
+                           "mptcp.connection.unsupported_algorithm")
+MPTCP_DATA_EXPERTS = ("mptcp.dss.missing_mapping", "mptcp.dss.infinite_mapping")
 
 Fields = dict[str, list[str]]
 
@@ -88,17 +92,17 @@ def problems(dissected: list[Fields]) -> list[str]:
     return found
 
 
-def mapping_problems(dissected: list[Fields]) -> list[str]:
-    """Expert infos on data packets that say their DSS mapping is missing or disagrees
-    with the data (Wireshark's mptcp.analyze_mappings)."""
+def mptcp_problems(dissected: list[Fields]) -> list[str]:
+    """MPTCP expert infos of the analysis (`MPTCP_ANALYSIS_PREFS`): a handshake key or
+    algorithm complaint on any frame; on data packets, no DSS mapping for the bytes or
+    an infinite mapping (fallback, RFC 8684 3.7). Wireshark 4.0 also says "No mapping
+    available" on every DATA_ACK-only pure ACK (Linux's too), so those are not counted."""
     found = []
     for number, fields in enumerate(dissected, start=1):
-        if int((fields.get("tcp.len") or ["0"])[0]) == 0:
-            continue
-        for message in fields.get("_ws.expert.message", []):
-            lowered = message.lower()
-            if any(word in lowered for word in _MAPPING_WORDS):
-                found.append(f"frame {number}: {message}")
+        data = int((fields.get("tcp.len") or ["0"])[0]) > 0
+        for name in MPTCP_HANDSHAKE_EXPERTS + (MPTCP_DATA_EXPERTS if data else ()):
+            if name in fields:
+                found.append(f"frame {number}: {name}")
     return found
 
 
@@ -106,7 +110,7 @@ def mapping_problems(dissected: list[Fields]) -> list[str]:
 class Judgement:
     frames: list[Fields]
     problems: list[str]
-    mapping_problems: list[str]
+    mptcp_problems: list[str]
 
     def count(self, name: str, value: str | None = None) -> int:
         """Frames having field `name` (with `value`, if given)."""
@@ -116,4 +120,4 @@ class Judgement:
 
 def judge_mptcp_capture(path: str | Path) -> Judgement:
     dissected = frames(path, MPTCP_ANALYSIS_PREFS)
-    return Judgement(dissected, problems(dissected), mapping_problems(dissected))
+    return Judgement(dissected, problems(dissected), mptcp_problems(dissected))
