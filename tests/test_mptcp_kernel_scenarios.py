@@ -47,6 +47,7 @@ pytestmark = pytest.mark.netns
 
 PORT = 5201
 SIZE = 96 * 1024
+MIDWAY = 5 * SIZE  # a transfer with a subflow removed while it runs
 FLAG_SIGNAL = 1  # MPTCP_PM_ADDR_FLAG_SIGNAL
 SIGNAL_ID = 2
 CONFIG = MptcpConfig(tcp=our_config(False))
@@ -130,6 +131,19 @@ class Scenario:
             self.kernel.send(theirs)
         self.run(lambda: len(self.kernel.received) >= kernel_wants
                  and len(self.received) >= we_want, what=what)
+
+    def start_exchange(self, ours: bytes, theirs: bytes) -> Callable[[], bool]:
+        """Like `exchange`, but returns once a third has arrived both ways (the rest in
+        flight); the returned predicate says when all of it arrived."""
+        assert self.connection is not None
+        kernel_wants = len(self.kernel.received) + len(ours)
+        we_want = len(self.received) + len(theirs)
+        self.connection.send(ours)
+        self.kernel.send(theirs)
+        self.run(lambda: len(self.kernel.received) >= kernel_wants - 2 * len(ours) // 3
+                 and len(self.received) >= we_want - 2 * len(theirs) // 3, what="a third")
+        return lambda: (len(self.kernel.received) >= kernel_wants
+                        and len(self.received) >= we_want)
 
     def close_both(self, *, we_first: bool = True) -> None:
         """Graceful close: DATA_FIN one way, EOF seen, then the other way."""
@@ -228,18 +242,21 @@ def test_we_remove_an_address_and_the_kernel_closes_that_subflow(tmp_path: Path,
         assert sorted(run.kernel_subflows()) == sorted(run.lab.our_addresses)
         gone = connection.subflows[0] if removed == 0 else join
         kept = run.lab.our_addresses[1 - removed]
+        # Removed with data in flight both ways: what the subflow carried and the peer
+        # did not DATA_ACK comes again on the other one (3.3.6).
+        all_arrived = run.start_exchange(payload(MIDWAY, 3), payload(MIDWAY, 4))
         connection.remove_address(run.lab.our_addresses[removed])
         run.wait_kernel_counter("MPTcpExtRmAddr")
         run.run(lambda: run.kernel_subflows() == [kept],
                 what="the kernel closing the removed subflow")
-        run.exchange(payload(SIZE, 3), payload(SIZE, 4), "data after the removal")
+        run.run(all_arrived, what="data completing on the other subflow")
         run.close_both()
         assert gone.dead and gone.close_reason == "aborted"
         delta = run.kernel_delta()
         assert delta.get("MPTcpExtRmAddr") == 1, delta
         assert run.host.counters["RmAddrTx"] == 1
-    assert run.kernel.received_sha256 == sha256(payload(SIZE, 1) + payload(SIZE, 3))
-    assert sha256(bytes(run.received)) == sha256(payload(SIZE, 2) + payload(SIZE, 4))
+    assert run.kernel.received_sha256 == sha256(payload(SIZE, 1) + payload(MIDWAY, 3))
+    assert sha256(bytes(run.received)) == sha256(payload(SIZE, 2) + payload(MIDWAY, 4))
     assert run.judgement.count("tcp.options.mptcp.subtype", "4") >= 1  # REMOVE_ADDR seen
 
 
@@ -252,6 +269,7 @@ def test_kernel_deletes_an_endpoint_and_we_close_that_subflow(tmp_path: Path,
         join = join_announced(run)
         run.run(lambda: join.usable and run.kernel.connected, what="the join")
         run.exchange(payload(SIZE, 5), payload(SIZE, 6))
+        all_arrived = run.start_exchange(payload(MIDWAY, 7), payload(MIDWAY, 8))
         if removed == 0:
             # `ip mptcp endpoint delete id 0 ADDR`: the initial subflow's address.
             run.lab.namespace.run("ip", "mptcp", "endpoint", "delete", "id", "0",
@@ -263,15 +281,19 @@ def test_kernel_deletes_an_endpoint_and_we_close_that_subflow(tmp_path: Path,
         run.run(lambda: run.host.counters["RmAddr"] >= 1 and gone.dead,
                 what="REMOVE_ADDR closing our subflow")
         assert not kept.dead
-        run.exchange(payload(SIZE, 7), payload(SIZE, 8), "data after the removal")
+        run.run(all_arrived, what="data completing on the other subflow")
         run.close_both()
         delta = run.kernel_delta()
         assert delta.get("MPTcpExtRmAddrTx") == 1 and delta.get("MPTcpExtRmSubflow") == 1, delta
         assert delta.get("MPTcpExtRmAddr") is None, delta  # nothing removed the other way
-        assert run.host.counters["RmAddr"] == 1 and run.host.counters["RmSubflow"] == 1
+        # Linux resets the subflow as it sends REMOVE_ADDR on the other one; whichever
+        # arrives first closes it (we count RmSubflow only when we close it ourselves).
+        assert gone.close_reason in ("aborted", "reset"), gone.close_reason
+        assert run.host.counters["RmAddr"] == 1
+        assert run.host.counters["RmSubflow"] == (gone.close_reason == "aborted")
         assert removed not in connection.signals.remote_addresses
-    assert run.kernel.received_sha256 == sha256(payload(SIZE, 5) + payload(SIZE, 7))
-    assert sha256(bytes(run.received)) == sha256(payload(SIZE, 6) + payload(SIZE, 8))
+    assert run.kernel.received_sha256 == sha256(payload(SIZE, 5) + payload(MIDWAY, 7))
+    assert sha256(bytes(run.received)) == sha256(payload(SIZE, 6) + payload(MIDWAY, 8))
 
 
 # -- MP_PRIO (RFC 8684 3.3.8) ------------------------------------------------------------
@@ -350,7 +372,9 @@ def test_our_abort_fastcloses_the_kernel_connection(tmp_path: Path) -> None:
         assert run.kernel.error == "reset"
         assert connection.data_state == "CLOSED" and connection.closed_reason == "aborted"
         delta = run.kernel_delta()
-        assert delta.get("MPTcpExtMPFastcloseRx") == 1, delta
+        # Linux counts each RST with MP_FASTCLOSE it reads before the connection is
+        # gone: the first always, the second if it comes in time.
+        assert delta.get("MPTcpExtMPFastcloseRx") in (1, 2), delta
         assert run.host.counters["MPFastcloseTx"] == 2  # on the RST of each subflow
         assert run.kernel_subflows() == []
     assert run.kernel.received_sha256 == sha256(payload(SIZE, 21))

@@ -191,3 +191,22 @@ def test_add_addr_before_any_dss_completes_the_initiators_handshake():
     join = connection.add_subflow(CLIENT_ADDRESSES[1], remote=SECOND_SERVER_ADDRESS,
                                   now=network.now)
     assert network.run(lambda: join.usable, time_limit=2)
+
+
+def test_remove_addr_leaves_even_when_data_takes_the_requested_ack():
+    # 3.4.2 REMOVE_ADDR rides on a pure ACK. Removing our initial address while new
+    # data is queued: the data leaves on the join in the same round and carries the
+    # acknowledgment TCP was asked for, so the signal must ask again (seen against
+    # Linux: the REMOVE_ADDR never left and the kernel kept the subflow).
+    network, client, server, connection, accepted = setup(seed=5)
+    join = connection.add_subflow(CLIENT_ADDRESSES[1], remote=SECOND_SERVER_ADDRESS,
+                                  now=network.now)
+    assert network.run(lambda: join.usable, time_limit=2)
+    network.run(time_limit=0.5)  # idle: the join has its whole window
+    data = payload(30_000, seed=5)
+    connection.send(data)
+    connection.remove_address(CLIENT_ADDRESSES[0])
+    assert network.run(lambda: server.host.counters["RmAddr"] == 1, time_limit=2)
+    assert client.host.counters["RmAddrTx"] == 1
+    assert network.run(lambda: len(accepted.received) == len(data), time_limit=5)
+    assert bytes(accepted.read()) == data
