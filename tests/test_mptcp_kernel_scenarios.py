@@ -145,11 +145,15 @@ class Scenario:
         return lambda: (len(self.kernel.received) >= kernel_wants
                         and len(self.received) >= we_want)
 
-    def close_both(self, *, we_first: bool = True) -> None:
-        """Graceful close: DATA_FIN one way, EOF seen, then the other way."""
+    def close_both(self, *, we_first: bool | None = True) -> None:
+        """Graceful close: DATA_FIN one way, EOF seen, then the other way (we_first None:
+        both at once, Appendix D's simultaneous close)."""
         connection = self.connection
         assert connection is not None
-        if we_first:
+        if we_first is None:
+            connection.close()
+            self.kernel.shutdown_write()
+        elif we_first:
             connection.close()
             self.run(lambda: self.kernel.eof, what="the kernel's EOF")
             self.kernel.shutdown_write()
@@ -411,9 +415,11 @@ def test_kernel_fastclose_closes_our_connection(tmp_path: Path, how: str) -> Non
 # -- graceful close (RFC 8684 3.3.3, Appendix D) ------------------------------------------
 
 
-@pytest.mark.parametrize(("we_first", "ipv6"), [(True, False), (False, False), (True, True)],
-                         ids=["we_close_first", "kernel_first", "we_close_first_ipv6"])
-def test_graceful_data_fin_close(tmp_path: Path, we_first: bool, ipv6: bool) -> None:
+@pytest.mark.parametrize(("we_first", "ipv6"),
+                         [(True, False), (False, False), (None, False), (True, True)],
+                         ids=["we_close_first", "kernel_first", "both_at_once",
+                              "we_close_first_ipv6"])
+def test_graceful_data_fin_close(tmp_path: Path, we_first: bool | None, ipv6: bool) -> None:
     with scenario(tmp_path, f"data_fin_{we_first}_{ipv6}", ipv6=ipv6) as run:
         run.kernel.listen(run.lab.kernel_addresses[0], PORT)
         connection = run.connect()
