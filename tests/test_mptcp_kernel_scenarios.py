@@ -274,12 +274,9 @@ def test_kernel_deletes_an_endpoint_and_we_close_that_subflow(tmp_path: Path,
         run.run(lambda: join.usable and run.kernel.connected, what="the join")
         run.exchange(payload(SIZE, 5), payload(SIZE, 6))
         all_arrived = run.start_exchange(payload(MIDWAY, 7), payload(MIDWAY, 8))
-        if removed == 0:
-            # `ip mptcp endpoint delete id 0 ADDR`: the initial subflow's address.
-            run.lab.namespace.run("ip", "mptcp", "endpoint", "delete", "id", "0",
-                                  run.lab.kernel_addresses[0])
-        else:
-            run.lab.delete_mptcp_endpoint(SIGNAL_ID)
+        # ID 0 with the address: the kernel's initial subflow address (3.4.2).
+        run.lab.delete_mptcp_endpoint(removed, run.lab.kernel_addresses[0] if removed == 0
+                                      else None)
         gone, kept = (connection.subflows[0], join) if removed == 0 else (
             join, connection.subflows[0])
         run.run(lambda: run.host.counters["RmAddr"] >= 1 and gone.dead,

@@ -251,8 +251,8 @@ class KernelPeerLab(_Lab):
         add_mptcp_endpoint(self.namespace, address, flags, endpoint_id=endpoint_id,
                            ifname=ifname)
 
-    def delete_mptcp_endpoint(self, endpoint_id: int) -> None:
-        delete_mptcp_endpoint(self.namespace, endpoint_id)
+    def delete_mptcp_endpoint(self, endpoint_id: int, address: str | None = None) -> None:
+        delete_mptcp_endpoint(self.namespace, endpoint_id, address)
 
     def change_mptcp_endpoint(self, endpoint_id: int, *, backup: bool) -> None:
         change_mptcp_endpoint(self.namespace, endpoint_id, backup=backup)
@@ -298,9 +298,19 @@ def add_mptcp_endpoint(namespace: NetworkNamespace, address: str, flags: int, *,
         mptcp.close()
 
 
-def delete_mptcp_endpoint(namespace: NetworkNamespace, endpoint_id: int) -> None:
-    """`ip mptcp endpoint delete id N`: the kernel sends REMOVE_ADDR for a signal
-    endpoint's ID and closes the subflows on that address (RFC 8684 3.4.2)."""
+def delete_mptcp_endpoint(namespace: NetworkNamespace, endpoint_id: int,
+                          address: str | None = None) -> None:
+    """`ip mptcp endpoint delete id N [ADDRESS]`: the kernel sends REMOVE_ADDR for the
+    ID and closes the subflows on that address (RFC 8684 3.4.2). ID 0 with an address
+    is the initial subflow's address (no endpoint; iproute2 asks for it that way)."""
+    if endpoint_id == 0:
+        from impl.lab.netns import check_lab_network
+
+        if address is None:
+            raise ValueError("deleting ID 0 (the initial subflow's address) needs the address")
+        check_lab_network(address)
+        namespace.run("ip", "mptcp", "endpoint", "delete", "id", "0", address)
+        return
     from pyroute2 import MPTCP
 
     with namespace.entered():
