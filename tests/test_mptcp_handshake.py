@@ -309,3 +309,24 @@ def test_initiator_repeats_its_keys_until_a_dss_answers():
                   and any(isinstance(o, MpCapable) and o.receiver_key is not None
                           for o in mptcp_options(d))]
     assert len(third_acks) == 2  # resent after an RTO, then answered
+
+
+def test_fallback_connection_closed_once_both_fins_are_exchanged():
+    # 3.7: after fallback the one subflow is the connection; we close first, so the
+    # subflow waits in TIME-WAIT (2*MSL guards only its 4-tuple), and the connection is
+    # CLOSED as soon as both FINs are exchanged, as for DATA_FINs (Appendix D).
+    plain = TcpHost(SERVER_ADDRESS, seed="plain")
+    plain.listen(PORT, TcpConfig(time_wait=1.0))
+    network, client, _ = mptcp_pair([LinkConfig(delay=0.01)], seed=5, server=plain)
+    config = MptcpConfig(tcp=TcpConfig(time_wait=60.0))
+    connection = client.host.connect(SERVER_ADDRESS, PORT, 0.0, config)
+    connection.send(b"x" * 1000)
+    connection.close()
+    assert network.run(lambda: bool(plain.accepted) and plain.accepted[0].events(),
+                       time_limit=2)
+    assert network.run(lambda: connection.data_state == "FIN_WAIT_2", time_limit=2)
+    plain.accepted[0].close()
+    assert network.run(lambda: connection.is_closed, time_limit=2)
+    assert connection.fallback and connection.closed_reason == "closed"
+    assert connection.data_state == "CLOSED"
+    assert connection.subflows[0].tcp.state.name == "TIME_WAIT"

@@ -273,3 +273,20 @@ def test_mp_prio_turns_the_peers_subflow_into_a_backup():
     assert network.run(done, time_limit=30)
     assert bytes(got) == data
     assert their_join.tcp.sender.buffer.end == before  # the backup carried nothing
+
+
+def test_mp_fastclose_counted_per_rst_that_carries_it():
+    # 3.5: MP_FASTCLOSE rides on the RST of each subflow. A join still in SYN-SENT is
+    # dropped without a RST (RFC 9293 3.10.5), so it carries no MP_FASTCLOSE either, and
+    # MPFastcloseTx counts what went on the wire, as Linux's counter does.
+    network, client, server, connection, accepted = start(seed=9)
+    join = connection.add_subflow(CLIENT_ADDRESSES[1], now=network.now)
+    assert network.run(lambda: join.tcp is not None and join.tcp.state.name == "SYN_SENT",
+                       time_limit=1)
+    connection.abort()
+    assert network.run(lambda: accepted.is_closed, time_limit=2)
+    sent = [d for _, d in network.captured if d.src == connection.subflows[0].local
+            and any(isinstance(o, MpFastclose) for o in d.segment.header.options)]
+    assert len(sent) == 1 and sent[0].segment.header.flags & TcpFlags.RST
+    assert client.host.counters["MPFastcloseTx"] == 1
+    assert accepted.closed_reason == "fastclose"

@@ -13,7 +13,7 @@ from impl.mptcp.connection import MptcpConfig
 from impl.mptcp.host import MptcpHost
 from impl.tcp.config import TcpConfig
 from impl.tcp.segment import Segment
-from impl.wire.mptcp_options import AddAddr, RemoveAddr
+from impl.wire.mptcp_options import AddAddr, Dss, RemoveAddr
 
 from .mptcp_sim import CLIENT_ADDRESSES, PORT, SERVER_ADDRESS, SimMptcpHost, payload
 
@@ -149,3 +149,64 @@ def test_ipv6_paths_with_an_announced_ipv6_address():
     assert join.tcp.sender.buffer.end - join.tcp.iss > 1  # the join carried data
     accepted.close()
     assert network.run(lambda: connection.is_closed and accepted.is_closed, time_limit=10)
+
+
+def strip_data_acks(datagram: Datagram) -> Datagram | None:
+    """Play Linux's listener before data on the initial subflow: no DATA_ACK-only pure
+    ACKs (dropped), and ADD_ADDR on a pure ACK without a DSS."""
+    header = datagram.segment.header
+    if str(datagram.src) != SERVER_ADDRESS:
+        return datagram
+    options = tuple(o for o in header.options if not (isinstance(o, Dss) and o.mapping is None))
+    if options == header.options:
+        return datagram
+    if not any(isinstance(o, AddAddr) for o in options) and not datagram.segment.payload:
+        return None
+    header = dataclasses.replace(header, options=options)
+    return Datagram(datagram.src, datagram.dst, Segment(header, datagram.segment.payload))
+
+
+def test_add_addr_before_any_dss_completes_the_initiators_handshake():
+    # Linux's listener sends no DSS after the MP_CAPABLE third ACK and announces its
+    # addresses on DSS-less pure ACKs before any data. The ADD_ADDR HMAC is keyed with
+    # both keys (3.4.1), so it proves the listener has ours (3.1): the client echoes it
+    # and may join at once. Here our server's DSS options are stripped to play Linux.
+    network = Network(seed=4, capture=True)
+    client = SimMptcpHost(MptcpHost(list(CLIENT_ADDRESSES[:2]), seed="4:c"))
+    server = SimMptcpHost(MptcpHost([SERVER_ADDRESS, SECOND_SERVER_ADDRESS], seed="4:s"))
+    network.add_host(client)
+    network.add_host(server)
+    network.add_link(CLIENT_ADDRESSES[0], SERVER_ADDRESS, LinkConfig(delay=0.01))
+    network.add_link(CLIENT_ADDRESSES[1], SECOND_SERVER_ADDRESS, LinkConfig(delay=0.01))
+    server.mutate = strip_data_acks
+    server.host.listen(PORT, CONFIG)
+    connection = client.host.connect(SERVER_ADDRESS, PORT, 0.0, CONFIG)
+    assert network.run(lambda: server.host.accepted and server.host.accepted[0].remote_key,
+                       time_limit=2)
+    assert not connection.fully_established
+    server.host.accepted[0].announce_address(SECOND_SERVER_ADDRESS)
+    assert network.run(lambda: not server.host.accepted[0].signals.announced, time_limit=2)
+    assert connection.fully_established and not connection.fallback
+    assert client.host.counters["EchoAddTx"] == 1 and server.host.counters["EchoAdd"] == 1
+    join = connection.add_subflow(CLIENT_ADDRESSES[1], remote=SECOND_SERVER_ADDRESS,
+                                  now=network.now)
+    assert network.run(lambda: join.usable, time_limit=2)
+
+
+def test_remove_addr_leaves_even_when_data_takes_the_requested_ack():
+    # 3.4.2 REMOVE_ADDR rides on a pure ACK. Removing our initial address while new
+    # data is queued: the data leaves on the join in the same round and carries the
+    # acknowledgment TCP was asked for, so the signal must ask again (seen against
+    # Linux: the REMOVE_ADDR never left and the kernel kept the subflow).
+    network, client, server, connection, accepted = setup(seed=5)
+    join = connection.add_subflow(CLIENT_ADDRESSES[1], remote=SECOND_SERVER_ADDRESS,
+                                  now=network.now)
+    assert network.run(lambda: join.usable, time_limit=2)
+    network.run(time_limit=0.5)  # idle: the join has its whole window
+    data = payload(30_000, seed=5)
+    connection.send(data)
+    connection.remove_address(CLIENT_ADDRESSES[0])
+    assert network.run(lambda: server.host.counters["RmAddr"] == 1, time_limit=2)
+    assert client.host.counters["RmAddrTx"] == 1
+    assert network.run(lambda: len(accepted.received) == len(data), time_limit=5)
+    assert bytes(accepted.read()) == data

@@ -23,13 +23,11 @@ bytes at the position the RFC gives.
 from __future__ import annotations
 
 import ipaddress
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from impl.crypto import idsn_from_key
 from impl.io.pcap import PcapFile
 from impl.wire import (
     AddAddr,
@@ -56,9 +54,10 @@ from impl.wire import (
     build_packet,
 )
 
+from . import tshark_judge
+
 pytestmark = pytest.mark.tshark
 
-EXPERT_ERROR = 0x00800000  # PI_ERROR in Wireshark's expert severities
 KEY_A = 0x8A2F_4C11_09D3_77E5
 KEY_B = 0x1357_9BDF_2468_ACE0
 TSHARK_PREFS = [
@@ -253,28 +252,8 @@ SACK_OPTIONS = (NoOperation(), NoOperation(), Sack(((1_000, 2_000), (3_000, 4_00
                 Dss(data_ack=5))
 
 
-def _flatten(node, out: dict[str, list[str]]) -> dict[str, list[str]]:
-    """All leaf fields of a tshark JSON tree, each name mapped to its values in order."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(value, dict | list):
-                if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
-                    out.setdefault(key, []).extend(value)
-                else:
-                    _flatten(value, out)
-            else:
-                out.setdefault(key, []).append(value)
-    elif isinstance(node, list):
-        for item in node:
-            _flatten(item, out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def judged(tmp_path_factory) -> tuple[list, list[dict[str, list[str]]], list[bytes]]:
-    tshark = shutil.which("tshark")
-    if tshark is None:
-        pytest.fail("tshark is not installed; scripts/setup.sh installs it and CI needs it")
     path: Path = tmp_path_factory.mktemp("judge") / "every_option.pcap"
     cases: list = []
     wires: list[bytes] = []
@@ -298,24 +277,15 @@ def judged(tmp_path_factory) -> tuple[list, list[dict[str, list[str]]], list[byt
             pcap.write(wire, 1_700_000_000.0 + index / 1000)
             cases.append((option, src, dst, tcp, payload))
             wires.append(wire)
-    result = subprocess.run(
-        [tshark, "-r", str(path), "-T", "json", "--no-duplicate-keys", *TSHARK_PREFS],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    frames = json.loads(result.stdout)
-    assert len(frames) == len(cases), "tshark read a different number of packets"
-    return cases, [_flatten(frame["_source"]["layers"], {}) for frame in frames], wires
+    dissected = tshark_judge.frames(path, TSHARK_PREFS)
+    assert len(dissected) == len(cases), "tshark read a different number of packets"
+    return cases, dissected, wires
 
 
 def test_tshark_reads_every_packet_without_malformed_or_expert_errors(judged):
     cases, frames, _ = judged
     for (option, *_), fields in zip(cases, frames, strict=True):
-        assert "_ws.malformed" not in fields, f"tshark says malformed: {option!r}"
-        severities = [int(s) for s in fields.get("_ws.expert.severity", [])]
-        assert all(s < EXPERT_ERROR for s in severities), (
-            option, fields.get("_ws.expert.message")
-        )
+        assert tshark_judge.problems([fields]) == [], option
 
 
 def test_tshark_verifies_our_ip_and_tcp_checksums(judged):
@@ -397,3 +367,39 @@ def test_every_variant_family_is_covered():
         8, 10, 16, 18, 20, 22, 28, 30,
     }
     assert {int(v.reason) for v in variants if isinstance(v, MpTcpRst)} >= set(range(7))
+
+
+def _connection_pcap(path: Path, data_option, echoed_key: int = KEY_B) -> Path:
+    """An MP_CAPABLE handshake and one 100-byte data segment carrying `data_option`."""
+    client, server = "198.18.0.1", "198.18.0.2"
+    segments = [
+        (client, server, TcpHeader(40000, 443, 1000, 0, TcpFlags.SYN, 64000,
+                                   options=(MpCapable(),)), b""),
+        (server, client, TcpHeader(443, 40000, 5000, 1001, TcpFlags.SYN | TcpFlags.ACK, 64000,
+                                   options=(MpCapable(sender_key=KEY_B),)), b""),
+        (client, server, TcpHeader(40000, 443, 1001, 5001, TcpFlags.ACK, 64000, options=(
+            MpCapable(sender_key=KEY_A, receiver_key=echoed_key),)), b""),
+        (client, server, TcpHeader(40000, 443, 1001, 5001, TcpFlags.ACK | TcpFlags.PSH,
+                                   64000, options=(data_option,)), b"d" * 100),
+    ]
+    with PcapFile(path) as pcap:
+        for index, (src, dst, header, payload) in enumerate(segments):
+            pcap.write(build_packet(src, dst, header, payload), 1_700_000_000.0 + index / 100)
+    return path
+
+
+def test_the_mapping_judge_accepts_a_mapped_segment_and_flags_an_unmapped_one(tmp_path):
+    # The judge of the kernel scenarios must be able to fail: data without a DSS
+    # mapping draws Wireshark's "No mapping available" on a data packet.
+    first_dsn = idsn_from_key(KEY_A) + 1
+    mapped = Dss(data_ack=idsn_from_key(KEY_B) + 1, data_ack_is_64bit=True,
+                 mapping=DataSequenceMapping(first_dsn, 1, 100, dsn_is_64bit=True))
+    good = tshark_judge.judge_mptcp_capture(_connection_pcap(tmp_path / "good.pcap", mapped))
+    assert good.problems == [] and good.mptcp_problems == []
+    assert good.count("mptcp.related_mapping") == 1  # the analysis did run
+    unmapped = Dss(data_ack=idsn_from_key(KEY_B) + 1, data_ack_is_64bit=True)
+    bad = tshark_judge.judge_mptcp_capture(_connection_pcap(tmp_path / "bad.pcap", unmapped))
+    assert len(bad.mptcp_problems) == 1 and "frame 4" in bad.mptcp_problems[0]
+    wrong_key = _connection_pcap(tmp_path / "key.pcap", mapped, echoed_key=KEY_B ^ 1)
+    assert tshark_judge.judge_mptcp_capture(wrong_key).mptcp_problems == [
+        "frame 3: mptcp.connection.echoed_key_mismatch"]

@@ -50,7 +50,8 @@ from impl.lab.kernel import counter_delta, read_counters, write_sysctl
 from impl.lab.netns import NetworkNamespace
 
 __all__ = ["KernelPairLab", "KernelPeerLab", "LabPath", "PathSpec", "RefPairLab",
-           "add_mptcp_endpoint", "kernel_counter_delta", "set_mptcp_limits"]
+           "add_mptcp_endpoint", "change_mptcp_endpoint", "delete_mptcp_endpoint",
+           "kernel_counter_delta", "set_mptcp_limits"]
 
 MTU = 1500
 TXQUEUELEN = 1000  # TUN default is 500 packets; a little more room for bursts
@@ -250,6 +251,12 @@ class KernelPeerLab(_Lab):
         add_mptcp_endpoint(self.namespace, address, flags, endpoint_id=endpoint_id,
                            ifname=ifname)
 
+    def delete_mptcp_endpoint(self, endpoint_id: int, address: str | None = None) -> None:
+        delete_mptcp_endpoint(self.namespace, endpoint_id, address)
+
+    def change_mptcp_endpoint(self, endpoint_id: int, *, backup: bool) -> None:
+        change_mptcp_endpoint(self.namespace, endpoint_id, backup=backup)
+
 
 def set_mptcp_limits(namespace: NetworkNamespace, subflows: int,
                      add_addr_accepted: int) -> None:
@@ -289,6 +296,38 @@ def add_mptcp_endpoint(namespace: NetworkNamespace, address: str, flags: int, *,
         mptcp.endpoint("add", **attributes)
     finally:
         mptcp.close()
+
+
+def delete_mptcp_endpoint(namespace: NetworkNamespace, endpoint_id: int,
+                          address: str | None = None) -> None:
+    """`ip mptcp endpoint delete id N [ADDRESS]`: the kernel sends REMOVE_ADDR for the
+    ID and closes the subflows on that address (RFC 8684 3.4.2). ID 0 with an address
+    is the initial subflow's address (no endpoint; iproute2 asks for it that way)."""
+    if endpoint_id == 0:
+        from impl.lab.netns import check_lab_network
+
+        if address is None:
+            raise ValueError("deleting ID 0 (the initial subflow's address) needs the address")
+        check_lab_network(address)
+        namespace.run("ip", "mptcp", "endpoint", "delete", "id", "0", address)
+        return
+    from pyroute2 import MPTCP
+
+    with namespace.entered():
+        mptcp = MPTCP()
+    try:
+        mptcp.endpoint("del", id=endpoint_id)
+    finally:
+        mptcp.close()
+
+
+def change_mptcp_endpoint(namespace: NetworkNamespace, endpoint_id: int, *,
+                          backup: bool) -> None:
+    """`ip mptcp endpoint change id N backup|nobackup`: on established subflows of that
+    address the kernel sends MP_PRIO (RFC 8684 3.3.8; Linux >= 5.17). pyroute2 0.9 has
+    no MPTCP_PM_CMD_SET_FLAGS, so this runs iproute2's `ip mptcp`."""
+    namespace.run("ip", "mptcp", "endpoint", "change", "id", str(endpoint_id),
+                  "backup" if backup else "nobackup")
 
 
 class KernelPairLab(_Lab):

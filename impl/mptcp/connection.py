@@ -229,8 +229,7 @@ class MptcpConnection(InputMixin, OutputMixin):
         for subflow in self.subflows:
             if not subflow.tcp.is_closed:
                 if not self.fallback and self.remote_key is not None:
-                    subflow.rst_options = (MpFastclose(self.remote_key),)
-                    self.counters.inc("MPFastcloseTx")
+                    subflow.rst_options = (MpFastclose(self.remote_key),)  # counted as sent
                 subflow.tcp.abort()
         self.closed_reason = "aborted"
         self.host.tokens.release(self.local_token)
@@ -310,6 +309,10 @@ class MptcpConnection(InputMixin, OutputMixin):
         """Appendix D: with both DATA_FINs acknowledged and every subflow closed or in
         TIME-WAIT the connection is over (a subflow's TIME-WAIT only guards that
         subflow's 4-tuple; the token is free again)."""
+        if self.fallback and self.fin_dsn is not None and not self.fin_acked:
+            # 3.7: after fallback the one subflow is the connection: its FIN, once
+            # acknowledged, stands for the DATA_FIN (else FIN_WAIT_1 until TIME-WAIT ends).
+            self.fin_acked = self.subflows[0].tcp.sender.fin_acked
         if self.closed_reason is not None or self.data_state != "TIME_WAIT":
             return
         if all(sf.dead or sf.tcp.state is S.TIME_WAIT for sf in self.subflows):

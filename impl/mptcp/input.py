@@ -100,7 +100,14 @@ class InputMixin:
                 self.counters.inc("MPPrioRx")
                 subflow.backup = option.backup  # 3.3.8: applies to this subflow
             elif isinstance(option, AddAddr) and self.remote_key is not None:
-                self.signals.on_add_addr(option, self.local_key, self.remote_key)
+                authentic = self.signals.on_add_addr(option, self.local_key, self.remote_key)
+                if authentic and self.client and not self.fully_established:
+                    # 3.1 / 3.4.1: the ADD_ADDR HMAC is keyed with Key-A || Key-B, so the
+                    # listener has our key as surely as a DSS would say. Linux announces
+                    # on a DSS-less pure ACK before any data: without this we would
+                    # neither echo it nor join until data flowed.
+                    self.fully_established = True
+                    subflow.handshake_ack_deadline = None
                 if self.signals.has_pending(self._now):
                     subflow.tcp.request_ack()  # the echo
             elif isinstance(option, RemoveAddr):

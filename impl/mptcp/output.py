@@ -184,6 +184,10 @@ class OutputMixin:
                     # impl.tcp builds RSTs without asking the hook; MP_TCPRST (3.6) and
                     # MP_FASTCLOSE (3.5) ride on them, so they are added here.
                     extra = subflow.rst_options
+                    if extra:
+                        # 3.5: counted per RST that carries it (a join aborted in
+                        # SYN-SENT sends no RST, RFC 9293 3.10.5, so no MP_FASTCLOSE).
+                        self.counters.inc("MPFastcloseTx")
                     if subflow.rst_reason is not None:
                         extra += (MpTcpRst(subflow.rst_reason),)
                         self.counters.inc("MPRstTx")
@@ -192,7 +196,20 @@ class OutputMixin:
                     subflow.rst_reason = None  # later RSTs answer stray segments
                     subflow.rst_options = ()
                 out.append((subflow.local, subflow.remote, segment))
+        if not self.fallback:
+            self._keep_signals_moving()
         return out
+
+    def _keep_signals_moving(self) -> None:
+        """MP_PRIO (3.3.8), ADD_ADDR and REMOVE_ADDR (3.4) ride on pure ACKs only (Linux
+        sends a dedicated ACK for them), but a requested ACK is spent by any data segment
+        that leaves first, and then nothing would carry the signal. While one is still
+        pending, ask again: the next round without data to send emits the pure ACK."""
+        for subflow in self.subflows:
+            if subflow.prio_pending is not None and not subflow.dead:
+                subflow.tcp.request_ack()
+        if self._ready_to_join and self.signals.has_pending(self._now):
+            self._request_signal_ack(exclude=None)
 
     def _send_data_fin(self, now: float) -> None:
         """Put a bare DATA_FIN on an ACK of every usable subflow, and again after a

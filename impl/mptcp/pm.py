@@ -88,7 +88,8 @@ class PathSignals:
     # -- theirs ----------------------------------------------------------------------
 
     def on_add_addr(self, option: AddAddr, local_key: int, remote_key: int) -> bool:
-        """Returns True when a new, authentic announcement arrived."""
+        """Returns True when an authentic announcement arrived (new or repeated): its
+        HMAC is keyed with both keys, so it also proves the peer holds ours (3.1)."""
         if option.echo:
             if self.announced.pop(option.address_id, None) is not None:
                 self.counters.inc("EchoAdd")
@@ -101,9 +102,8 @@ class PathSignals:
         self.counters.inc("AddAddr")
         self._echoes.append(AddAddr(option.address_id, option.address, option.port,
                                     echo=True))
-        new = self.remote_addresses.get(option.address_id) != (option.address, option.port)
         self.remote_addresses[option.address_id] = (option.address, option.port)
-        return new
+        return True
 
     def on_remove_addr(self, option: RemoveAddr) -> list[int]:
         self.counters.inc("RmAddr")
