@@ -20,6 +20,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from impl.io.link import Link
 from impl.io.mptcp_host import SimMptcpHost
 from impl.io.pcap import PcapFile
 from impl.io.tun_loop import TunDriver
@@ -65,6 +66,7 @@ class ScriptedRun:
     pcap: Path
     config: MptcpConfig
     before: dict[str, int] = field(default_factory=dict)
+    links: list[tuple[Link, Link]] = field(default_factory=list)  # per path: out, in
     connection: MptcpConnection | None = None
     received: bytearray = field(default_factory=bytearray)  # what our connection read
 
@@ -156,6 +158,11 @@ class ScriptedRun:
                  or all(sf.tcp.state.name in ("TIME_WAIT", "CLOSED")
                         for sf in connection.subflows), what="every subflow closed")
 
+    def set_path_up(self, path: int, up: bool) -> None:
+        """Take path `path` (0-based) down or up, both ways (the link model drops)."""
+        for link in self.links[path]:
+            link.set_up(up)
+
     def kernel_subflows(self) -> list[str]:
         """Peer addresses of the kernel's established TCP sockets (subflows)."""
         result = self.lab.namespace.run("ss", "-tnH", "state", "established")
@@ -180,8 +187,10 @@ def scripted_lab(pcap: Path, *, seed: object = 0, paths: int = 2, kernel_mptcp: 
         host = MptcpHost(lab.our_addresses, seed=seed)
         driver.add_endpoint(SimMptcpHost(host))
         driver.add_endpoint(Ticker())
+        links = []
         for index, (tun, ours) in enumerate(zip(lab.tuns, lab.our_addresses, strict=True)):
             outbound, inbound = lab.links(index)
+            links.append((outbound, inbound))
             driver.attach(tun, [ours], label=f"path{index + 1}", outbound=outbound,
                           inbound=inbound)
         for name, value in (sysctls or {}).items():
@@ -194,6 +203,7 @@ def scripted_lab(pcap: Path, *, seed: object = 0, paths: int = 2, kernel_mptcp: 
         kernel = KernelSocket(lab.namespace, mptcp=kernel_mptcp, ipv6=ipv6)
         stack.callback(kernel.stop)
         config = MptcpConfig(checksums=checksums, tcp=our_config(ipv6))
-        yield ScriptedRun(lab, driver, host, kernel, pcap, config, before=lab.counters())
+        yield ScriptedRun(lab, driver, host, kernel, pcap, config, before=lab.counters(),
+                          links=links)
         kernel.stop()
         driver.drain(timeout=0.5)
