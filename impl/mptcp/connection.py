@@ -17,7 +17,9 @@ its mappings not yet DATA_ACKed are reinjected on the others (3.3.6).
 
 Fallback (3.7): a SYN/ACK without MP_CAPABLE (or a listener's first ACK without any
 MPTCP option) makes the connection plain TCP on that one subflow for life: no MPTCP
-option is sent again and the subflow's byte stream is the data stream.
+option is sent again and the subflow's byte stream is the data stream. A DSS checksum
+failure leads there too, through MP_FAIL and the infinite mapping (`failure.py`).
+`project()` maps this connection onto the spec's state (`project.py`).
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from impl.tcp.connection import TcpConnection
 from impl.tcp.events import DataReceived, PeerClosed
 from impl.tcp.segment import Segment
 from impl.tcp.state import TcpState
-from impl.wire.mptcp_options import MpCapable, MpFastclose, MpTcpRst, MpTcpRstReason
+from impl.wire.mptcp_options import MpCapable, MpFastclose, MpTcpRst
 from impl.wire.tcp import TcpFlags, TcpHeader
 
 from . import handshake
 from .dss import ChecksumFailure, DataReassembly
+from .failure import FailureMixin
 from .input import InputMixin
 from .join import JoinState
 from .output import OutputMixin
@@ -70,7 +73,7 @@ class MptcpConfig:
     stale_timeouts: int = 2
 
 
-class MptcpConnection(InputMixin, OutputMixin):
+class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
     def __init__(self, host, config: MptcpConfig, *, client: bool, local_key: int) -> None:
         self.host = host
         self.config = config
@@ -85,6 +88,8 @@ class MptcpConnection(InputMixin, OutputMixin):
         self.remote_idsn: int | None = None
         self.checksums = config.checksums
         self.fallback = False
+        self.mp_fail_dsn: int | None = None  # MP_FAIL owed to the peer (3.7, failure.py)
+        self.mp_fail_received = False
         # 3.1: the initiator repeats MP_CAPABLE until a DSS shows the keys arrived.
         self.fully_established = not client
         self.subflows: list[Subflow] = []
@@ -324,22 +329,22 @@ class MptcpConnection(InputMixin, OutputMixin):
         tcp = subflow.tcp
         for event in tcp.events():
             if isinstance(event, DataReceived):
-                if self.fallback:
+                if self.fallback and subflow.receiver.infinite_dsn is None:
                     self.received += event.data
                 else:
                     subflow.receiver.feed(event.data, event.relative_seq)
             elif isinstance(event, PeerClosed) and self.fallback:
                 self.peer_closed = True
-        if self.fallback or self.reassembly is None or subflow.dead:
-            return
+        if self.reassembly is None or subflow.dead or (
+            self.fallback and subflow.receiver.infinite_dsn is None
+        ):
+            return  # after fallback without an infinite mapping, bytes went up as they are
         try:
             pieces = subflow.receiver.drain()
-        except ChecksumFailure:
-            # 3.3.1 / 3.7: with checksums, a mismatch on a subflow is middlebox
-            # interference; we reset that subflow (MP_FAIL + infinite mapping for a
-            # lone subflow is not built yet) and the data comes again elsewhere.
-            self.counters.inc("DataCsumErr")
-            self._reset_subflow(subflow, MpTcpRstReason.MIDDLEBOX_INTERFERENCE)
+        except ChecksumFailure as failure:
+            # 3.3.1 / 3.7: a mismatch is middlebox interference: MP_FAIL and fallback on
+            # a lone subflow, else a reset of this one (failure.py).
+            self._on_checksum_failure(subflow, failure.mapping)
             return
         for dsn, data in pieces:
             reassembly = self.reassembly

@@ -56,6 +56,8 @@ class InputMixin:
             if isinstance(option, MpTcpRst):
                 self.counters.inc("MPRstRx")  # 3.6: why the peer reset this subflow
                 subflow.peer_rst_reason = option.reason
+            elif isinstance(option, MpFail):
+                self.counters.inc("MPFailRx")  # 3.7: the peer's checksum failed here
             elif isinstance(option, MpFastclose) and option.receiver_key == self.local_key:
                 # 3.5: the peer abandoned the whole connection.
                 self.counters.inc("MPFastcloseRx")
@@ -114,10 +116,11 @@ class InputMixin:
             elif isinstance(option, MpTcpRst):
                 self.counters.inc("MPRstRx")
             elif isinstance(option, MpFail):
-                # 3.7: the peer's checksum failed on a lone subflow and it asks for an
-                # infinite mapping; we do not send one yet (counted, then the peer's
-                # own timeout or reset decides).
-                self.counters.inc("MPFailRx")
+                # 3.7: the peer's checksum failed; on a lone subflow we answer with the
+                # infinite mapping and fall back (failure.py).
+                self._on_mp_fail(subflow, option)
+                if self.fallback:
+                    return
 
     def _on_syn_ack(self, subflow: Subflow, header: TcpHeader, options: tuple) -> None:
         if subflow.join is None:
@@ -228,9 +231,7 @@ class InputMixin:
         dsn = widen(mapping.dsn, 64 if mapping.dsn_is_64bit else 32, reference)
         length = mapping.data_level_length
         if length == 0:  # 3.3.1 / 3.7: the infinite mapping
-            self.counters.inc("InfiniteMapRx")
-            subflow.receiver.infinite_dsn = dsn
-            subflow.receiver.infinite_ssn = mapping.subflow_sequence
+            self._on_infinite_mapping(subflow, dsn, mapping.subflow_sequence)
             return
         if option.data_fin:
             self.reassembly.receive_fin(dsn + length - 1)  # DATA_FIN takes the last DSN

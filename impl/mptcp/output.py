@@ -63,6 +63,12 @@ class OutputMixin:
                 return (handshake.third_ack_option(
                     self.local_key, self.remote_key, self.checksums, record.length,
                     record.checksum),)
+        if kind is SegmentKind.ACK and self.mp_fail_dsn is not None:
+            fail = self.mp_fail_option()  # 3.7: repeated until the infinite mapping
+            if fail is not None:
+                data_ack = self._data_ack()
+                return (fail, Dss(data_ack=data_ack & MASK64)) if data_ack is not None \
+                    else (fail,)
         if kind is SegmentKind.ACK and subflow.prio_pending is not None:
             option = MpPrio(subflow.prio_pending)
             subflow.prio_pending = None
@@ -105,6 +111,7 @@ class OutputMixin:
             (join is not None and join.active and not join.fourth_ack_seen)
             or (subflow.initial and self.client and not self.fully_established)
             or subflow.prio_pending is not None
+            or (self.mp_fail_dsn is not None and not self.fallback)
             or self._data_fin_due()
             or (self._ready_to_join and self.signals.has_pending(self._now))
         )

@@ -1,0 +1,161 @@
+"""DSS checksum failures (RFC 8684 3.7): MP_FAIL, the infinite mapping, and the fallback
+to plain TCP they lead to; a mixin of `MptcpConnection` (kept apart so `connection.py`
+stays readable in one sitting).
+
+Who does what, with B the endpoint whose checksum check failed and A its peer:
+
+- B, one subflow that was never joined by another and no data-level out-of-order data
+  (nothing that a plain TCP byte stream could contradict): B counts `DataCsumErr`, sends
+  MP_FAIL with the DSN where valid data ends (its DATA_ACK point), on pure ACKs until the
+  infinite mapping arrives (`MPFailTx`), and discards every subflow byte from the failed
+  mapping on. Otherwise (several subflows): B resets the failing subflow with MP_TCPRST
+  reason 6, "middlebox interference"; its unacknowledged data is reinjected on the others
+  by A (3.3.6), as for any subflow that dies.
+- A receives MP_FAIL (`MPFailRx`) and falls back at once: no more mappings; it queues on
+  the subflow, once more, every data byte from the MP_FAIL's DSN on, and the first of
+  those bytes carries the infinite mapping (DSS with data-level length 0, DSN = the
+  MP_FAIL's DSN, subflow sequence = where those bytes start; `InfiniteMapTx`). The
+  mapping rides on every data segment covering that byte until the subflow ACKs it.
+- B receives the infinite mapping (`InfiniteMapRx`) and falls back: subflow bytes before
+  its subflow sequence number are the discarded tail of the failed transfer, bytes from
+  it on are the data stream from the mapping's DSN on.
+
+So no data-level byte is lost: the corrupted bytes were acknowledged at the subflow level
+(TCP cannot resend them), but A still held them in its data-level send buffer because B
+never DATA_ACKed them, and A sends them again under the infinite mapping. That is this
+implementation's reading of 3.7 ("the sender MUST send the infinite mapping from the
+DSN of the MP_FAIL"); Linux takes the bytes after the infinite mapping as contiguous
+with its DATA_ACK point, which is the same stream as long as the infinite mapping's
+subflow sequence number is where the first byte after the MP_FAIL point starts.
+"""
+
+from __future__ import annotations
+
+from impl.wire.mptcp_options import DataSequenceMapping, Dss, MpFail, MpTcpRstReason
+
+from .dss import MASK64, Mapping, widen
+from .subflow import DSS_SPACE, Subflow
+
+__all__ = ["FailureMixin"]
+
+_MASK32 = (1 << 32) - 1
+
+
+class FailureMixin:
+    """Checksum failure handling for `MptcpConnection` (RFC 8684 3.7)."""
+
+    # Set by MptcpConnection.__init__:
+    #   mp_fail_dsn: int | None       B: MP_FAIL to send (unwrapped DSN) until fallback
+    #   mp_fail_received: bool        A: the peer's MP_FAIL arrived (spec: fail_rcvd)
+
+    # -- B: our checksum check failed ----------------------------------------------------
+
+    def _on_checksum_failure(self, subflow: Subflow, mapping: Mapping) -> None:
+        self.counters.inc("DataCsumErr")
+        if self._may_fail_over_to_tcp(subflow, mapping):
+            if self.mp_fail_dsn is None:
+                self.mp_fail_dsn = self.reassembly.rcv_nxt
+            subflow.receiver.fail()  # discard until the infinite mapping (3.7)
+            subflow.tcp.request_ack()  # the MP_FAIL goes out at once
+            return
+        # 3.7: with other subflows the failing one is reset; the data comes again
+        # on the others.
+        self._reset_subflow(subflow, MpTcpRstReason.MIDDLEBOX_INTERFERENCE)
+
+    def _may_fail_over_to_tcp(self, subflow: Subflow, mapping: Mapping) -> bool:
+        """3.7: fall back instead of resetting only on the one subflow there ever was,
+        with the failed mapping right at the DATA_ACK point and no out-of-order data
+        that a plain byte stream would contradict."""
+        reassembly = self.reassembly
+        return (len(self.subflows) == 1 and subflow.initial and reassembly is not None
+                and not reassembly.queue and mapping.dsn == reassembly.rcv_nxt)
+
+    def mp_fail_option(self) -> MpFail | None:
+        """The MP_FAIL that goes on our next pure ACK, if one is owed."""
+        if self.mp_fail_dsn is None or self.fallback:
+            return None
+        self.counters.inc("MPFailTx")
+        return MpFail(self.mp_fail_dsn & MASK64)
+
+    # -- A: the peer's checksum check failed -------------------------------------------
+
+    def _on_mp_fail(self, subflow: Subflow, option: MpFail) -> None:
+        self.counters.inc("MPFailRx")
+        if self.mp_fail_received or self.fallback:
+            return
+        self.mp_fail_received = True
+        if len(self.subflows) != 1:
+            return  # 3.7: several subflows: the peer resets the failing one
+        dsn = widen(option.dsn, 64, self.snd_una)
+        self._fall_back_after_mp_fail(subflow, max(dsn, self.snd_una))
+
+    def _fall_back_after_mp_fail(self, subflow: Subflow, dsn: int) -> None:
+        """Plain TCP from now on; the data from `dsn` on goes out again behind the
+        infinite mapping (3.7)."""
+        self.fallback = True
+        self.host.tokens.release(self.local_token)
+        self._pending_joins.clear()
+        self.reinject.clear()
+        start = subflow.next_ssn
+        end = self.snd_buffer.end
+        if end > dsn:
+            subflow.tcp.send(self.snd_buffer.read(dsn, end - dsn))
+        self.snd_nxt = end
+        self.snd_buffer.release(end)
+        subflow.infinite_mapping = Mapping(start, dsn, 0, 0 if self.checksums else None)
+        received = subflow.receiver.pending  # the peer's bytes that waited for a mapping
+        if received:
+            self.received += received
+            subflow.receiver.pending = bytearray()
+        if self.fin_dsn is not None:
+            subflow.tcp.close()
+
+    def infinite_mapping_space(self, subflow: Subflow) -> int:
+        return DSS_SPACE if self._infinite_mapping_due(subflow) else 0
+
+    def _infinite_mapping_due(self, subflow: Subflow) -> bool:
+        mapping = subflow.infinite_mapping
+        if mapping is None:
+            return False
+        tcp = subflow.tcp
+        return tcp.sender.snd_una - tcp.iss <= mapping.ssn  # not yet acknowledged
+
+    def infinite_mapping_options(self, subflow: Subflow, relative_seq: int,
+                                 length: int) -> tuple:
+        """The infinite mapping on a data segment that covers its first byte."""
+        mapping = subflow.infinite_mapping
+        if not self._infinite_mapping_due(subflow) or not (
+            relative_seq <= mapping.ssn < relative_seq + length
+        ):
+            return ()
+        if not subflow.infinite_mapping_sent:
+            subflow.infinite_mapping_sent = True
+            self.counters.inc("InfiniteMapTx")
+        data_ack = self._data_ack()
+        return (Dss(data_ack=data_ack & MASK64 if data_ack is not None else None,
+                    mapping=DataSequenceMapping(mapping.dsn & MASK64, mapping.ssn & _MASK32,
+                                                0, mapping.checksum)),)
+
+    # -- B again: the infinite mapping arrives ------------------------------------------
+
+    def _on_infinite_mapping(self, subflow: Subflow, dsn: int, ssn: int) -> None:
+        self.counters.inc("InfiniteMapRx")
+        if len(self.subflows) != 1:
+            # 3.7: an infinite mapping is only for a lone subflow.
+            self._reset_subflow(subflow, MpTcpRstReason.MPTCP_SPECIFIC)
+            return
+        subflow.receiver.start_infinite(dsn, ssn)
+        if self.fallback:
+            return
+        # Plain TCP from now on: what we have not scheduled yet follows as it is.
+        self.fallback = True
+        self.host.tokens.release(self.local_token)
+        self._pending_joins.clear()
+        self.reinject.clear()
+        pending = self.snd_buffer.end - self.snd_nxt
+        if pending:
+            subflow.tcp.send(self.snd_buffer.read(self.snd_nxt, pending))
+        self.snd_nxt = self.snd_buffer.end
+        self.snd_buffer.release(self.snd_buffer.end)
+        if self.fin_dsn is not None:
+            subflow.tcp.close()
