@@ -90,6 +90,10 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         self.fallback = False
         self.mp_fail_dsn: int | None = None  # MP_FAIL owed to the peer (3.7, failure.py)
         self.mp_fail_received = False
+        # What the application did, for project() (the spec counts data it wrote/read).
+        self.bytes_written = 0
+        self.bytes_read = 0
+        self.data_fin_on_wire = False  # our DATA_FIN left on some segment (3.3.3)
         # 3.1: the initiator repeats MP_CAPABLE until a DSS shows the keys arrived.
         self.fully_established = not client
         self.subflows: list[Subflow] = []
@@ -211,6 +215,7 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
     def send(self, data: bytes | bytearray | memoryview) -> None:
         if self.fin_dsn is not None:
             raise ConnectionError("send after close")
+        self.bytes_written += len(data)
         if self.fallback:
             self.subflows[0].tcp.send(data)
         else:
@@ -272,7 +277,14 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
     def read(self) -> bytes:
         data = bytes(self.received)
         self.received.clear()
+        self.bytes_read += len(data)
         return data
+
+    def project(self, config=None) -> dict:
+        """This connection as a state of the spec (DESIGN principle 5; project.py)."""
+        from .project import project
+
+        return project(self, config)
 
     @property
     def established(self) -> bool:

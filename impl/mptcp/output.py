@@ -92,7 +92,7 @@ class OutputMixin:
             # 3.3.3: a bare DATA_FIN: subflow sequence 0, data-level length 1.
             checksum = mapping_checksum(self.fin_dsn, 0, 1, b"") if self.checksums else None
             mapping = DataSequenceMapping(self.fin_dsn & MASK64, 0, 1, checksum)
-            data_fin = True
+            data_fin = self.data_fin_on_wire = True
         if data_ack is None and mapping is None:
             return ()
         option = Dss(data_ack=data_ack & MASK64 if data_ack is not None else None,
