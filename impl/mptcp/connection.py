@@ -34,7 +34,7 @@ from impl.tcp.config import TcpConfig
 from impl.tcp.connection import TcpConnection
 from impl.tcp.events import DataReceived, PeerClosed
 from impl.tcp.segment import Segment
-from impl.tcp.state import TcpState
+from impl.tcp.state import RST_ON_ABORT_STATES, TcpState
 from impl.wire.mptcp_options import MpCapable, MpFastclose, MpTcpRst
 from impl.wire.tcp import TcpFlags, TcpHeader
 
@@ -73,6 +73,12 @@ class MptcpConfig:
     stale_timeouts: int = 2
 
 
+def _joining(subflow: Subflow) -> bool:
+    """An MP_JOIN initiator still waiting for the fourth ACK (3.2)."""
+    join = subflow.join
+    return join is not None and join.active and not join.fourth_ack_seen
+
+
 class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
     def __init__(self, host, config: MptcpConfig, *, client: bool, local_key: int) -> None:
         self.host = host
@@ -94,6 +100,8 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         self.bytes_written = 0
         self.bytes_read = 0
         self.data_fin_on_wire = False  # our DATA_FIN left on some segment (3.3.3)
+        self.fastclose_sent = False  # abort() put MP_FASTCLOSE on a RST (3.5)
+        self.aborted_by_app = False
         # 3.1: the initiator repeats MP_CAPABLE until a DSS shows the keys arrived.
         self.fully_established = not client
         self.subflows: list[Subflow] = []
@@ -186,7 +194,7 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         join = JoinState(active=True, local_nonce=self.host.rng.getrandbits(32),
                          address_id=self.host.address_id(local), backup=backup)
         subflow = Subflow(self, local, remote, initial=False, active=True, join=join)
-        if self._ready_to_join:
+        if self._may_open_joins:
             self._start_subflow(subflow, remote_port, now)
         else:
             # Like Linux's path manager, join only once the connection is fully
@@ -194,6 +202,13 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
             # know the connection's token yet and resets the SYN.
             self._pending_joins.append((subflow, remote_port))
         return subflow
+
+    @property
+    def _may_open_joins(self) -> bool:
+        """Joins start once the keys are confirmed and only while we still send: after
+        our DATA_FIN is queued no new subflow is opened (the spec's JOINABLE states;
+        joins queued then never start)."""
+        return self._ready_to_join and self.fin_dsn is None
 
     @property
     def _ready_to_join(self) -> bool:
@@ -225,7 +240,8 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         """Orderly close of our direction: a DATA_FIN after the data (3.3.3)."""
         if self.fin_dsn is not None:
             return
-        self._peer_closed_first = self.peer_closed
+        self._peer_closed_first = self.peer_closed or (
+            self.reassembly is not None and self.reassembly.fin_dsn is not None)
         self.fin_dsn = self.snd_buffer.end
         if self.fallback:
             self.subflows[0].tcp.close()
@@ -238,11 +254,18 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
             return
         for subflow in self.subflows:
             if not subflow.tcp.is_closed:
-                if not self.fallback and self.remote_key is not None:
+                # Only on subflows whose MPTCP handshake is complete and where abort()
+                # sends a RST (RFC 9293 3.10.5): elsewhere the MP_FASTCLOSE would ride
+                # on a later RST to a stray segment.
+                if not self.fallback and self.remote_key is not None and (
+                        subflow.tcp.state in RST_ON_ABORT_STATES) and (
+                        subflow.tcp.state is not S.SYN_RECEIVED) and not _joining(subflow):
                     subflow.rst_options = (MpFastclose(self.remote_key),)
                     self.counters.inc("MPFastcloseTx")
+                    self.fastclose_sent = True
                 subflow.tcp.abort()
         self.closed_reason = "aborted"
+        self.aborted_by_app = True
         self.host.tokens.release(self.local_token)
 
     def set_backup(self, subflow: Subflow, backup: bool) -> None:
@@ -263,6 +286,9 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         """REMOVE_ADDR (3.4.2): stop using `address`; our subflows on it are reset."""
         address = ipaddress.ip_address(address)
         self.signals.remove(self.host.address_id(address))
+        # Joins from that address that have not started yet never will.
+        self._pending_joins = [(sf, port) for sf, port in self._pending_joins
+                               if sf.local != address]
         for subflow in self.subflows:
             if subflow.local == address and not subflow.tcp.is_closed:
                 subflow.tcp.abort()
@@ -321,6 +347,10 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         if segment.header.flags & TcpFlags.RST and was_open and tcp.is_closed:
             self._on_reset(subflow, segment.header)  # the TCP accepted the RST
         self._drain(subflow)
+        # 3.3.3: subflows close only after the whole segment was processed, so a FIN
+        # riding on the segment that DATA_ACKs our DATA_FIN is taken before ours goes
+        # out (CLOSE_WAIT -> LAST_ACK rather than a FIN_WAIT_1 -> CLOSING crossing).
+        self._maybe_close_subflows()
         self._check_finished()
 
     def _check_finished(self) -> None:
@@ -375,7 +405,6 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
             for subflow in self.subflows:
                 if subflow.usable:
                     subflow.tcp.request_ack()  # DATA_ACK the DATA_FIN promptly
-            self._maybe_close_subflows()
 
     # -- subflow life -------------------------------------------------------------------
 
@@ -451,7 +480,10 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         self._subflows_closing = True
         for subflow in self.subflows:
             if not subflow.tcp.is_closed:
-                subflow.tcp.close()
+                if _joining(subflow):
+                    subflow.tcp.abort()  # 3.2: a join that never completed is reset
+                else:
+                    subflow.tcp.close()
 
     def next_timer(self) -> float | None:
         timers = [sf.tcp.next_timer() for sf in self.subflows]
@@ -481,6 +513,7 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
                     subflow.handshake_ack_backoff += 1
                     subflow.handshake_ack_deadline = now + subflow.tcp.rtt.rto * (
                         2 ** min(subflow.handshake_ack_backoff, 6))
+        self._maybe_close_subflows()
         self._check_finished()
         signal_deadline = self.signals.next_deadline()
         if signal_deadline is not None and signal_deadline <= now:

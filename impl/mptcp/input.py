@@ -272,4 +272,3 @@ class InputMixin:
         self.reinject = [(max(s, ack), e) for s, e in self.reinject if e > ack]
         for each in self.subflows:
             each.records.forget_acked(ack, each.tcp.sender.snd_una - each.tcp.iss)
-        self._maybe_close_subflows()

@@ -174,7 +174,7 @@ class OutputMixin:
     def packets_to_send(self, now: float) -> list[tuple[object, object, Segment]]:
         self._now = now
         if not self.fallback:
-            if self._pending_joins and self._ready_to_join:
+            if self._pending_joins and self._may_open_joins:
                 pending, self._pending_joins = self._pending_joins, []
                 for subflow, remote_port in pending:
                     self._start_subflow(subflow, remote_port, now)

@@ -120,14 +120,17 @@ def _handshake_done(connection) -> bool:
 
 def _connection_state(connection, slots: list[str]) -> str:
     live = any(state != "CLOSED" for state in slots)
-    if connection.closed_reason in ("aborted", "fastclose"):
+    if connection.aborted_by_app or connection.closed_reason == "fastclose":
         return "ABORTING" if live else "CLOSED"
     if not _handshake_done(connection):
         if not live:
             return "CLOSED"
         return "SYN_SENT" if connection.client else "SYN_RECEIVED"
     ours = connection.fin_dsn is not None
-    theirs = connection.peer_closed
+    # Appendix D moves on the DATA_FIN's arrival, even ahead of missing data.
+    reassembly = connection.reassembly
+    theirs = connection.peer_closed if connection.fallback or reassembly is None \
+        else reassembly.fin_dsn is not None
     if not ours:
         state = "CLOSE_WAIT" if theirs else "ESTABLISHED"
     elif not _our_fin_acked(connection):
@@ -209,9 +212,7 @@ def project(connection, config: Config | None = None) -> dict[str, Any]:
                           for sf in subflows)
     conn["fallback"] = connection.fallback and not unsent_infinite
     conn["fail_rcvd"] = connection.mp_fail_received
-    fastclose_sent = connection.closed_reason == "aborted" and (
-        not connection.fallback and connection.remote_key is not None)
-    conn["fastclosed"] = connection.closed_reason == "fastclose" or fastclose_sent
+    conn["fastclosed"] = connection.closed_reason == "fastclose" or connection.fastclose_sent
     written = connection.bytes_written
     conn["written"] = written
     snd_nxt = max((_sent_end(connection, sf) for sf in subflows if sf.tcp is not None),
