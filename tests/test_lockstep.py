@@ -40,7 +40,7 @@ from impl.wire.mptcp_options import MpJoinAck
 from impl.wire.tcp import TcpFlags
 from spec import events as spec
 from spec.core import Config
-from spec.monitor import Monitor, Verdict, describe
+from spec.monitor import Monitor, Verdict, check_trace, describe
 from spec.system import build_system
 from spec.trace import dump_trace
 
@@ -502,3 +502,77 @@ def test_planted_bug_receiver_acks_data_it_never_received(monkeypatch):
         "deliver", "deliver_first", "drop", "advance", "send", "close"))
     assert "send_data_ack" in message or "not among" in message
     assert (OUT / "planted_data_ack.jsonl").exists()
+
+
+# -- spec gaps the lockstep runs ran into ----------------------------------------------------
+# Each is what our endpoint (and RFC 8684 / RFC 9293, and Linux) does, as a short trace the
+# spec monitor rejects today. They are strict xfails: when the spec learns the rule, the
+# test passes, fails as XPASS, and this list (and the harness's work-around) shrinks.
+
+_OPEN = (
+    spec.AppConnect(),
+    spec.SegmentSent(0, "S", options=(spec.MpCapable(0),)),
+    spec.SegmentReceived(0, "SA", options=(spec.MpCapable(1),)),
+    spec.SegmentSent(0, "A", options=(spec.MpCapable(2),)),
+    spec.SegmentReceived(0, "A", options=(spec.Dss(data_ack=0),)),
+)
+_LISTEN = (
+    spec.AppListen(),
+    spec.SegmentReceived(0, "S", options=(spec.MpCapable(0),)),
+    spec.SegmentSent(0, "SA", options=(spec.MpCapable(1),)),
+)
+_JOINED_LISTENER = _LISTEN + (
+    spec.SegmentReceived(0, "A", options=(spec.MpCapable(2),)),
+    spec.SegmentReceived(1, "S", options=(spec.MpJoin(1),)),
+    spec.SegmentSent(1, "SA", options=(spec.MpJoin(0),)),
+    spec.SegmentReceived(1, "A", options=(spec.MpJoin(hmac_ok=True),)),
+)
+SPEC_GAP_TRACES = {  # name: (accepted prefix, the events the spec refuses)
+    "third ACK of a join repeated after the listener's FIN (3.2)": (
+        _JOINED_LISTENER + (spec.SegmentSent(1, "FA"),),
+        (spec.SegmentReceived(1, "A", options=(spec.MpJoin(hmac_ok=True),)),)),
+    "MP_FASTCLOSE on the RST that ends a half-open initial subflow (3.5)": (
+        _LISTEN, (spec.SegmentReceived(0, "R", options=(spec.MpFastclose(key_ok=True),)),)),
+    "ACK for an unacceptable segment in SYN-RECEIVED (RFC 9293 3.10.7.4)": (
+        _LISTEN, (spec.SegmentSent(0, "A"),)),
+    "challenge ACK for a SYN after the handshake (RFC 5961 4.2)": (
+        _LISTEN + (spec.SegmentReceived(0, "A", options=(spec.MpCapable(2),)),),
+        (spec.SegmentReceived(0, "S", options=(spec.MpCapable(0),)),
+         spec.SegmentSent(0, "A", options=(spec.Dss(data_ack=0),)))),
+    "MP_CAPABLE data filling a hole in front of buffered data (3.1, 3.3)": (
+        _LISTEN + (
+            spec.SegmentReceived(0, "A", options=(spec.MpCapable(2),)),
+            spec.SegmentReceived(0, "A", payload=2, dsn=2,
+                                 options=(spec.Dss(dsn=2, length=2),)),
+            spec.SegmentReceived(0, "A", payload=2, dsn=0, options=(spec.MpCapable(2),))),
+        (spec.SegmentSent(0, "A", options=(spec.Dss(data_ack=4),)),)),
+    "join accepted after our DATA_FIN, as Linux does (3.2)": (
+        _LISTEN + (
+            spec.SegmentReceived(0, "A", options=(spec.MpCapable(2),)),
+            spec.AppClose(),
+            spec.SegmentSent(0, "A", options=(spec.Dss(data_ack=0, dsn=0, length=1,
+                                                       data_fin=True),)),
+            spec.SegmentReceived(1, "S", options=(spec.MpJoin(1),))),
+        (spec.SegmentSent(1, "SA", options=(spec.MpJoin(0),)),)),
+    "FIN on a join still waiting for its fourth ACK, as Linux closes it (3.2)": (
+        _OPEN + (
+            spec.SegmentSent(1, "S", options=(spec.MpJoin(0),)),
+            spec.SegmentReceived(1, "SA", options=(spec.MpJoin(0, hmac_ok=True),)),
+            spec.SegmentSent(1, "A", options=(spec.MpJoin(),))),
+        (spec.SegmentSent(1, "FA"),)),
+}
+
+
+@pytest.mark.parametrize("gap", sorted(SPEC_GAP_TRACES))
+def test_spec_gap_traces_are_refused_exactly_at_the_gap(gap):
+    prefix, refused = SPEC_GAP_TRACES[gap]
+    assert check_trace(prefix, SYSTEM).accepted
+    assert check_trace(prefix + refused, SYSTEM).index == len(prefix)
+
+
+@pytest.mark.parametrize("gap", sorted(SPEC_GAP_TRACES))
+@pytest.mark.xfail(strict=True, reason="spec gap found by the lockstep runs (see report)")
+def test_spec_gap(gap):
+    prefix, refused = SPEC_GAP_TRACES[gap]
+    verdict = check_trace(prefix + refused, SYSTEM)
+    assert verdict.accepted, verdict.message
