@@ -131,19 +131,10 @@ class MappingReceiver:
         self.pending_ssn = 1  # subflow sequence number of pending[0]
         self.infinite_dsn: int | None = None  # DSN of subflow byte `infinite_ssn`
         self.infinite_ssn = 0
-        self.failed = False  # checksum failed: discard until the infinite mapping (3.7)
-
-    def fail(self) -> None:
-        """3.7: after a checksum failure answered with MP_FAIL, every byte and mapping
-        is discarded until the peer's infinite mapping says where the stream resumes."""
-        self.failed = True
-        self.mappings.clear()
-        self._discard(len(self.pending))
 
     def start_infinite(self, dsn: int, ssn: int) -> None:
-        """3.7: subflow bytes from `ssn` on are data bytes from `dsn` on; bytes before
-        `ssn` not handed up yet are dropped (the tail of a failed transfer)."""
-        self.failed = False
+        """3.7: subflow bytes from `ssn` on are data bytes from `dsn` on (after fallback,
+        or a failed checksum); bytes before `ssn` not handed up yet are dropped."""
         self.mappings.clear()
         self.infinite_dsn = dsn
         self.infinite_ssn = ssn
@@ -154,9 +145,9 @@ class MappingReceiver:
 
     def add(self, mapping: Mapping) -> bool:
         """Record a mapping. Returns False for an identical repeat or one wholly below
-        what was already consumed (or after a checksum failure); raises MappingConflict
-        for a contradiction."""
-        if self.failed or self.infinite_dsn is not None:
+        what was already consumed (or once the infinite mapping holds); raises
+        MappingConflict for a contradiction."""
+        if self.infinite_dsn is not None:
             return False
         if mapping.ssn_end <= self.pending_ssn and mapping.length:
             return False  # old: its bytes were handed up already
@@ -183,9 +174,6 @@ class MappingReceiver:
         With checksums a mapping's bytes go up only once all of them are here and the
         sum matches; a mismatch raises ChecksumFailure."""
         out: list[tuple[int, bytes]] = []
-        if self.failed:
-            self._discard(len(self.pending))
-            return out
         if self.infinite_dsn is not None and self.pending_ssn < self.infinite_ssn:
             self._discard(min(len(self.pending), self.infinite_ssn - self.pending_ssn))
         while self.pending:

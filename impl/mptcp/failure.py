@@ -2,38 +2,34 @@
 to plain TCP they lead to; a mixin of `MptcpConnection` (kept apart so `connection.py`
 stays readable in one sitting).
 
-Who does what, with B the endpoint whose checksum check failed and A its peer:
+Who does what, with B the endpoint whose checksum check fails and A its peer:
 
-- B, one subflow that was never joined by another and no data-level out-of-order data
-  (nothing that a plain TCP byte stream could contradict): B counts `DataCsumErr`, sends
-  MP_FAIL with the DSN where valid data ends (its DATA_ACK point), on pure ACKs until the
-  infinite mapping arrives (`MPFailTx`), and discards every subflow byte from the failed
-  mapping on. Otherwise (several subflows): B resets the failing subflow with MP_TCPRST
-  reason 6, "middlebox interference"; its unacknowledged data is reinjected on the others
-  by A (3.3.6), as for any subflow that dies.
-- A receives MP_FAIL (`MPFailRx`) and falls back at once: no more mappings; it queues on
-  the subflow, once more, every data byte from the MP_FAIL's DSN on, and the first of
-  those bytes carries the infinite mapping (DSS with data-level length 0, DSN = the
-  MP_FAIL's DSN, subflow sequence = where those bytes start; `InfiniteMapTx`). The
-  mapping rides on every data segment covering that byte until the subflow ACKs it.
-- B receives the infinite mapping (`InfiniteMapRx`) and falls back: subflow bytes before
-  its subflow sequence number are the discarded tail of the failed transfer, bytes from
-  it on are the data stream from the mapping's DSN on.
+- B, one subflow that was never joined by another, the failed mapping right at B's
+  DATA_ACK point, no data-level out-of-order data (nothing a plain TCP byte stream could
+  contradict): B counts `DataCsumErr`, sends MP_FAIL with that DSN on its pure ACKs until
+  the infinite mapping arrives (`MPFailTx` per option), and from then on takes the
+  subflow's bytes, from the failed mapping's first byte, as the data stream, as TCP
+  would. Otherwise (several subflows): B resets the failing subflow with MP_TCPRST
+  reason 6, "middlebox interference"; A reinjects its unacknowledged data on the others
+  (3.3.6), as for any subflow that dies.
+- A receives MP_FAIL (`MPFailRx`) and falls back: no more mappings; bytes not yet on the
+  subflow follow as they are, and the first of them carries the infinite mapping (DSS
+  with data-level length 0, its DSN and subflow sequence number; `InfiniteMapTx`), on
+  every data segment covering that byte until the subflow ACKs it.
+- B receives the infinite mapping (`InfiniteMapRx`) and falls back too.
 
-So no data-level byte is lost: the corrupted bytes were acknowledged at the subflow level
-(TCP cannot resend them), but A still held them in its data-level send buffer because B
-never DATA_ACKed them, and A sends them again under the infinite mapping. That is this
-implementation's reading of 3.7 ("the sender MUST send the infinite mapping from the
-DSN of the MP_FAIL"); Linux takes the bytes after the infinite mapping as contiguous
-with its DATA_ACK point, which is the same stream as long as the infinite mapping's
-subflow sequence number is where the first byte after the MP_FAIL point starts.
+What reaches B's application is what the middlebox delivered, exactly as with plain TCP:
+the checksum only told MPTCP that it cannot go on (a payload-rewriting middlebox such as
+an ALG is the case 3.7 has in mind). This is also what Linux does on both sides (its
+receiver keeps the subflow's bytes after MP_FAIL, and an MP_FAIL answered with a resend
+of the failed data would reach it twice: tests/test_mptcp_fail_kernel.py).
 """
 
 from __future__ import annotations
 
 from impl.wire.mptcp_options import DataSequenceMapping, Dss, MpFail, MpTcpRstReason
 
-from .dss import MASK64, Mapping, widen
+from .dss import MASK64, Mapping
 from .subflow import DSS_SPACE, Subflow
 
 __all__ = ["FailureMixin"]
@@ -54,9 +50,11 @@ class FailureMixin:
         self.counters.inc("DataCsumErr")
         if self._may_fail_over_to_tcp(subflow, mapping):
             if self.mp_fail_dsn is None:
-                self.mp_fail_dsn = self.reassembly.rcv_nxt
-            subflow.receiver.fail()  # discard until the infinite mapping (3.7)
+                self.mp_fail_dsn = mapping.dsn
+            # 3.7: the subflow's bytes from the failed mapping on are the data stream.
+            subflow.receiver.start_infinite(mapping.dsn, mapping.ssn)
             subflow.tcp.request_ack()  # the MP_FAIL goes out at once
+            self._drain(subflow)
             return
         # 3.7: with other subflows the failing one is reset; the data comes again
         # on the others.
@@ -86,29 +84,14 @@ class FailureMixin:
         self.mp_fail_received = True
         if len(self.subflows) != 1:
             return  # 3.7: several subflows: the peer resets the failing one
-        dsn = widen(option.dsn, 64, self.snd_una)
-        self._fall_back_after_mp_fail(subflow, max(dsn, self.snd_una))
+        self._fall_back_after_mp_fail(subflow)
 
-    def _fall_back_after_mp_fail(self, subflow: Subflow, dsn: int) -> None:
-        """Plain TCP from now on; the data from `dsn` on goes out again behind the
-        infinite mapping (3.7)."""
-        self.fallback = True
-        self.host.tokens.release(self.local_token)
-        self._pending_joins.clear()
-        self.reinject.clear()
-        start = subflow.next_ssn
-        end = self.snd_buffer.end
-        if end > dsn:
-            subflow.tcp.send(self.snd_buffer.read(dsn, end - dsn))
-        self.snd_nxt = end
-        self.snd_buffer.release(end)
-        subflow.infinite_mapping = Mapping(start, dsn, 0, 0 if self.checksums else None)
-        received = subflow.receiver.pending  # the peer's bytes that waited for a mapping
-        if received:
-            self.received += received
-            subflow.receiver.pending = bytearray()
-        if self.fin_dsn is not None:
-            subflow.tcp.close()
+    def _fall_back_after_mp_fail(self, subflow: Subflow) -> None:
+        """Plain TCP from now on; the infinite mapping rides on the first byte that was
+        not on the subflow yet (3.7)."""
+        mapping = Mapping(subflow.next_ssn, self.snd_nxt, 0, 0 if self.checksums else None)
+        self._enter_fallback(subflow)
+        subflow.infinite_mapping = mapping
 
     def infinite_mapping_space(self, subflow: Subflow) -> int:
         return DSS_SPACE if self._infinite_mapping_due(subflow) else 0
@@ -144,7 +127,9 @@ class FailureMixin:
             # 3.7: an infinite mapping is only for a lone subflow.
             self._reset_subflow(subflow, MpTcpRstReason.MPTCP_SPECIFIC)
             return
-        subflow.receiver.start_infinite(dsn, ssn)
+        if self.mp_fail_dsn is None and subflow.receiver.infinite_dsn is None:
+            subflow.receiver.start_infinite(dsn, ssn)  # the peer falls back on its own
+        # (after our MP_FAIL the stream already maps straight from the failed mapping)
         if self.fallback:
             return
         # Plain TCP from now on: what we have not scheduled yet follows as it is.
