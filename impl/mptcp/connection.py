@@ -96,6 +96,7 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         self.fallback = False
         self.mp_fail_dsn: int | None = None  # MP_FAIL owed to the peer (3.7, failure.py)
         self.mp_fail_received = False
+        self.fell_back_without_infinite_mapping = False
         # What the application did, for project() (the spec counts data it wrote/read).
         self.bytes_written = 0
         self.bytes_read = 0
@@ -207,8 +208,8 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
     def _may_open_joins(self) -> bool:
         """Joins start once the keys are confirmed and only while we still send: after
         our DATA_FIN is queued no new subflow is opened (the spec's JOINABLE states;
-        joins queued then never start)."""
-        return self._ready_to_join and self.fin_dsn is None
+        joins queued then never start), nor after our MP_FAIL (3.7: fallback is near)."""
+        return self._ready_to_join and self.fin_dsn is None and self.mp_fail_dsn is None
 
     @property
     def _ready_to_join(self) -> bool:
@@ -243,8 +244,7 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         self._peer_closed_first = self.peer_closed or (
             self.reassembly is not None and self.reassembly.fin_dsn is not None)
         self.fin_dsn = self.snd_buffer.end
-        if self.fallback:
-            self.subflows[0].tcp.close()
+        self._maybe_close_subflows()
 
     def abort(self) -> None:
         """Abortive close of the whole connection (3.5): every subflow is reset, the
@@ -474,7 +474,14 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         self.host.tokens.release(self.local_token)
 
     def _maybe_close_subflows(self) -> None:
-        """3.3.3: once both DATA_FINs are acknowledged, close every subflow (FIN)."""
+        """3.3.3: once both DATA_FINs are acknowledged, close every subflow (FIN). After
+        fallback (3.7) the TCP FIN is the DATA_FIN: it follows close() at once."""
+        if self.fallback and self.fin_dsn is not None:
+            for subflow in self.subflows:
+                tcp = subflow.tcp
+                if subflow.initial and not tcp.is_closed and tcp.sender.fin_seq is None:
+                    tcp.close()
+            return
         if self._subflows_closing or self.data_state != "TIME_WAIT":
             return
         self._subflows_closing = True

@@ -70,6 +70,10 @@ class InputMixin:
             return
         options = header.mptcp_options()
         flags = int(header.flags)
+        if self.mp_fail_dsn is not None and not options and (
+                len(payload) or flags & TcpFlags.FIN):
+            self._on_plain_after_fail(subflow)  # 3.7: the peer fell back (failure.py)
+            return
         if flags & TcpFlags.SYN:
             if flags & TcpFlags.ACK:
                 self._on_syn_ack(subflow, header, options)
@@ -117,10 +121,9 @@ class InputMixin:
                 self.counters.inc("MPRstRx")
             elif isinstance(option, MpFail):
                 # 3.7: the peer's checksum failed; on a lone subflow we answer with the
-                # infinite mapping and fall back (failure.py).
+                # infinite mapping and fall back (failure.py). The DATA_ACK beside it
+                # still counts.
                 self._on_mp_fail(subflow, option)
-                if self.fallback:
-                    return
 
     def _on_syn_ack(self, subflow: Subflow, header: TcpHeader, options: tuple) -> None:
         if subflow.join is None:
@@ -204,8 +207,8 @@ class InputMixin:
         if received:
             self.received += received
             subflow.receiver.pending = bytearray()
-        if self.fin_dsn is not None:
-            subflow.tcp.close()
+        # A close() already made follows as the TCP FIN once this segment is processed
+        # (`_maybe_close_subflows`), so a FIN on the same segment is taken first.
 
     def _set_remote_key(self, key: int) -> None:
         self.remote_key = key

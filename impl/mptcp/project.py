@@ -91,6 +91,12 @@ def subflow_state(subflow) -> str:
     if (state is S.ESTABLISHED and join is not None and join.active
             and not join.fourth_ack_seen):
         return "PRE_ESTABLISHED"
+    sender = tcp.sender
+    if sender.fin_seq is not None and sender.snd_nxt <= sender.fin_seq:
+        # close() queued a FIN that has not left yet: the spec moves on send_fin.
+        unsent = {S.FIN_WAIT_1: "ESTABLISHED", S.LAST_ACK: "CLOSE_WAIT",
+                  S.CLOSING: "CLOSE_WAIT"}
+        return unsent.get(state, state.name)
     return state.name
 
 
@@ -100,7 +106,9 @@ def _fallback_fin_sent(subflow) -> bool:
 
 
 def _our_fin_acked(connection) -> bool:
-    if not connection.fallback:
+    """Our DATA_FIN is acknowledged: by a DATA_ACK, or after fallback by the ACK of the
+    initial subflow's FIN (3.7)."""
+    if connection.fin_acked or not connection.fallback:
         return connection.fin_acked
     initial = connection.subflows[0]
     sender = initial.tcp.sender
@@ -129,8 +137,8 @@ def _connection_state(connection, slots: list[str]) -> str:
     ours = connection.fin_dsn is not None
     # Appendix D moves on the DATA_FIN's arrival, even ahead of missing data.
     reassembly = connection.reassembly
-    theirs = connection.peer_closed if connection.fallback or reassembly is None \
-        else reassembly.fin_dsn is not None
+    theirs = connection.peer_closed or (reassembly is not None
+                                        and reassembly.fin_dsn is not None)
     if not ours:
         state = "CLOSE_WAIT" if theirs else "ESTABLISHED"
     elif not _our_fin_acked(connection):
@@ -217,15 +225,13 @@ def project(connection, config: Config | None = None) -> dict[str, Any]:
     conn["written"] = written
     snd_nxt = max((_sent_end(connection, sf) for sf in subflows if sf.tcp is not None),
                   default=0)
-    if connection.fallback:
-        fin_sent = bool(subflows) and _fallback_fin_sent(subflows[0])
-    else:
-        fin_sent = connection.data_fin_on_wire
+    fin_sent = connection.data_fin_on_wire or (
+        connection.fallback and bool(subflows) and _fallback_fin_sent(subflows[0]))
     conn["fin_sent"] = fin_sent
     conn["snd_nxt"] = written + 1 if fin_sent else snd_nxt
     base = connection.local_idsn + 1
     if connection.fallback and _our_fin_acked(connection):
-        conn["snd_una"] = written + 1
+        conn["snd_una"] = written + 1  # the ACK of our FIN acknowledges the DATA_FIN
     else:
         conn["snd_una"] = connection.snd_una - base
     rcv_nxt = connection.bytes_read + len(connection.received)
