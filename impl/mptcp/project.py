@@ -241,8 +241,8 @@ def project(connection, config: Config | None = None) -> dict[str, Any]:
     rcv_high = rcv_nxt
     peer_fin = False
     peer_fin_dsn = 0
-    if connection.fallback:
-        peer_fin = connection.peer_closed
+    if connection.fallback and (reassembly is None or reassembly.fin_dsn is None):
+        peer_fin = connection.peer_closed  # after fallback the TCP FIN is the DATA_FIN
         peer_fin_dsn = rcv_nxt if peer_fin else 0
     elif reassembly is not None:
         remote_base = connection.remote_idsn + 1
