@@ -347,11 +347,21 @@ class Lockstep:
         self.settle()
 
     def close(self, side: Side) -> None:
-        if self._state(side) not in APP_MAY_WRITE:
+        # Not while a join is under way (queued, in flight or handshaking): a join
+        # after our DATA_FIN is a spec gap (SPEC_GAPS), and hitting it wastes the run.
+        if self._state(side) not in APP_MAY_WRITE or self._join_under_way():
             return
         side.feed(spec.AppClose())
         side.connection.close()
         self.settle()
+
+    def _join_under_way(self) -> bool:
+        client = self.client.connection
+        if client._pending_joins or any(seg.header.flags & TcpFlags.SYN
+                                        for _, _, seg in self.pending):
+            return True
+        return any(state in ("SYN_SENT", "SYN_RECEIVED", "PRE_ESTABLISHED")
+                   for side in self.sides for state in side.slot_states()[1:])
 
     def abort(self, side: Side) -> None:
         # Only once the keys are confirmed: an MP_FASTCLOSE on the RST that cuts a
@@ -469,6 +479,12 @@ SPEC_GAPS = (
     # After fallback the TCP FIN follows the data at once; TCP retransmits data after
     # its FIN (FIN-WAIT-1, CLOSING, LAST-ACK); the spec sends payload only in
     # ESTABLISHED and CLOSE_WAIT.
+    # Joins opened or accepted after our DATA_FIN was queued: the data written before
+    # close() may still need them, and Linux does both; the spec opens subflows in
+    # ESTABLISHED and CLOSE_WAIT only.
+    (re.compile(r"send_(?:syn|synack)_join\[(\d)\]\(.*\) is not allowed"),
+     lambda side, match: all(dict(state)["conn.state"] not in ("ESTABLISHED", "CLOSE_WAIT")
+                             for state in side.monitor.states)),
     # After its MP_FAIL an endpoint takes data or a FIN without MPTCP options as the
     # peer's fallback when the (once-sent) infinite mapping was lost; the spec falls
     # back on the infinite mapping only.

@@ -206,10 +206,10 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
 
     @property
     def _may_open_joins(self) -> bool:
-        """Joins start once the keys are confirmed and only while we still send: after
-        our DATA_FIN is queued no new subflow is opened (the spec's JOINABLE states;
-        joins queued then never start), nor after our MP_FAIL (3.7: fallback is near)."""
-        return self._ready_to_join and self.fin_dsn is None and self.mp_fail_dsn is None
+        """Joins start once the keys are confirmed, and not after our MP_FAIL (3.7:
+        fallback is near). A close() does not stop them: the data written before it
+        may still be on its way (Linux, too, joins and accepts joins then)."""
+        return self._ready_to_join and self.mp_fail_dsn is None
 
     @property
     def _ready_to_join(self) -> bool:

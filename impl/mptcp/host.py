@@ -130,7 +130,6 @@ class MptcpHost:
                 connection = self.tokens.lookup(join.receiver_token)
                 if isinstance(connection, MptcpConnection) and not connection.fallback and (
                     connection.remote_key is not None and not connection.is_closed
-                    and connection.fin_dsn is None  # no new subflow once we closed
                 ):
                     connection.accept_join(dst, src, segment, join, now)
                     return
