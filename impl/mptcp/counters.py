@@ -26,6 +26,7 @@ COUNTER_NAMES = (
     "DSSNotMatching",  # a mapping that contradicts an earlier one (3.3.1)
     "DataCsumErr",  # DSS checksum mismatch (3.3.1)
     "InfiniteMapRx",
+    "InfiniteMapTx",  # the infinite mapping sent after the peer's MP_FAIL (3.7)
     "DuplicateData",  # data-level bytes received twice
     "OFOQueue",  # data-level bytes queued out of order
     "AddAddr",  # authentic ADD_ADDR received (3.4.1)
@@ -39,6 +40,7 @@ COUNTER_NAMES = (
     "MPPrioTx",  # MP_PRIO (3.3.8)
     "MPPrioRx",
     "MPFailRx",
+    "MPFailTx",  # MP_FAIL options sent (3.7)
     "MPFastcloseRx",
     "MPFastcloseTx",
     "MPRstRx",  # MP_TCPRST received (3.6)
