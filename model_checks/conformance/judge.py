@@ -1,0 +1,263 @@
+"""Judge a capture against the spec: `monitor_capture(path, endpoint)` -> `CaptureReport`.
+
+Each connection the endpoint takes part in is abstracted (`abstraction.py`) and fed to
+`spec.monitor.Monitor`, the spec's own monitor, which tracks every spec state the trace
+allows. Packets are fed one at a time, together with the events `abstraction.py` inferred
+in front of them.
+
+Hidden events that depend on the spec state. A capture never shows close(), shutdown(),
+an abort or the connection's close timer, yet some packets are only allowed after one of
+them. For those packets (and only those, by label, in `HIDDEN_CHOICES`) the judge also
+tries the packet preceded by each listed alternative and keeps every spec state any of
+them reaches (together with the states reached without one). So a DATA_FIN may follow a
+close() or a shutdown() the capture did not show, and an MP_FASTCLOSE an abort, a close
+with unread data or the close timer; nothing else is ever inserted, and a packet no
+alternative explains is a divergence.
+
+Exit status of the command (`CaptureReport.exit_code`): 0 when every judged connection
+is accepted, 1 when one diverges, 2 on bad input (no connection to judge, or packets our
+codec rejects).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model_checks.conformance.abstraction import AbstractTrace, TraceItem, abstract_connection
+from model_checks.conformance.capture import (
+    CaptureFile,
+    Connection,
+    endpoint_side,
+    group_connections,
+    read_capture,
+)
+from spec import events as ev
+from spec.core import SystemSpec
+from spec.monitor import Monitor, State
+from spec.system import build_system
+
+# label of a packet's step -> hidden events that may have happened just before it
+HIDDEN_CHOICES: dict[str, tuple[tuple[ev.Event, ...], ...]] = {
+    # App. D: a DATA_FIN follows the application's close() or shutdown(SHUT_WR)
+    "send_data_fin": ((ev.AppClose(),), (ev.AppShutdown(),)),
+    # 3.7: after fallback the TCP FIN is the DATA_FIN
+    "send_fin": ((ev.AppClose(),), (ev.AppShutdown(),)),
+    # 3.5: MP_FASTCLOSE after an abortive close, a close() with unread data, or the
+    # close timer (Linux: net.mptcp.close_timeout)
+    "send_fastclose": ((ev.AppAbort(),), (ev.AppClose(),), (ev.CloseTimerExpired(),)),
+    # an abortive close of a plain TCP / fallen-back connection is a bare RST
+    "send_rst": ((ev.AppAbort(),), (ev.AppClose(),)),
+}
+SHOWN_STATES = 6  # possible states listed in a divergence report
+
+
+@dataclass
+class Divergence:
+    packet: int | None  # frame number (1-based, as Wireshark)
+    event: str  # the abstract event and, when it is a packet, its steps
+    message: str  # the monitor's message: which step no state allows
+    states: list[str]  # the spec states possible just before
+    enabled: list[str]  # what those states allow ("label[slot]: rules")
+    inferred_before: list[str]  # inferred events fed with the packet
+    tried: list[str]  # hidden alternatives tried as well
+
+
+@dataclass
+class ConnectionReport:
+    number: int
+    description: str
+    side: str | None
+    packets: int
+    events: int = 0
+    verdict: str = "not judged"  # "accepted", "divergence", "not judged"
+    divergence: Divergence | None = None
+    final_states: list[str] = field(default_factory=list)
+    inferred: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CaptureReport:
+    file: str
+    endpoint: str
+    frames: int
+    tcp_packets: int
+    not_ip: int
+    not_tcp: int
+    unparseable: list[dict[str, Any]]
+    unmatched: dict[str, list[int]]
+    connections: list[ConnectionReport]
+
+    @property
+    def exit_code(self) -> int:
+        if any(c.verdict == "divergence" for c in self.connections):
+            return 1
+        if self.unparseable or not any(c.verdict == "accepted" for c in self.connections):
+            return 2
+        return 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "exit_code": self.exit_code}
+
+    def text(self) -> str:
+        lines = [f"{self.file}: {self.frames} frames, {self.tcp_packets} TCP packets; "
+                 f"endpoint {self.endpoint}"]
+        if self.not_ip or self.not_tcp:
+            lines.append(f"  skipped: {self.not_ip} frames without IP, {self.not_tcp} IP "
+                         f"packets without TCP")
+        for bad in self.unparseable:
+            lines.append(f"  unparseable packet {bad['number']}: {bad['reason']}")
+        for pair, numbers in self.unmatched.items():
+            lines.append(f"  {len(numbers)} packets of {pair} (first {numbers[0]}) belong to "
+                         f"no connection whose start is in the capture: not judged")
+        for report in self.connections:
+            lines.extend(_connection_text(report))
+        return "\n".join(lines)
+
+
+def _connection_text(report: ConnectionReport) -> list[str]:
+    head = (f"connection {report.number}: {report.description}; as {report.side or '-'}: "
+            f"{report.packets} packets, {report.events} events "
+            f"({report.inferred} inferred): {report.verdict.upper()}")
+    lines = [head]
+    lines += [f"  note: {note}" for note in report.notes]
+    found = report.divergence
+    if found is None:
+        return lines
+    where = f"packet {found.packet}" if found.packet is not None else "an inferred event"
+    lines.append(f"  first divergence at {where}: {found.event}")
+    lines.append(f"  {found.message}")
+    if found.inferred_before:
+        lines.append(f"  inferred just before it: {', '.join(found.inferred_before)}")
+    if found.tried:
+        lines.append(f"  also tried after: {'; '.join(found.tried)}")
+    lines.append(f"  possible spec states ({len(found.states)}):")
+    lines += [f"    {state}" for state in found.states[:SHOWN_STATES]]
+    if len(found.states) > SHOWN_STATES:
+        lines.append(f"    ... {len(found.states) - SHOWN_STATES} more")
+    lines.append("  enabled there:")
+    lines += [f"    {line}" for line in found.enabled]
+    return lines
+
+
+def _event_text(event: ev.Event) -> str:
+    try:
+        steps = ev.to_steps(event)
+    except ev.EventError as error:
+        return f"{event!r} ({error})"
+    shown = []
+    for step in steps:
+        params = ", ".join(f"{k}={v}" for k, v in step.params.items())
+        slot = "" if step.index is None else f"[{step.index}]"
+        shown.append(f"{step.label}{slot}({params})")
+    return f"{type(event).__name__}: {' + '.join(shown)}"
+
+
+def _run(system: SystemSpec, states: set[State], events: list[ev.Event]) -> Monitor:
+    monitor = Monitor(system)
+    monitor.states = set(states)
+    for event in events:
+        if not monitor.feed(event):
+            break
+    return monitor
+
+
+def _hidden_choices(event: ev.Event) -> tuple[tuple[ev.Event, ...], ...]:
+    if not isinstance(event, ev.SegmentSent):
+        return ()
+    try:
+        labels = [step.label for step in ev.to_steps(event)]
+    except ev.EventError:
+        return ()
+    choices: list[tuple[ev.Event, ...]] = []
+    for label in labels:
+        for choice in HIDDEN_CHOICES.get(label, ()):
+            if choice not in choices:
+                choices.append(choice)
+    return tuple(choices)
+
+
+def judge_trace(trace: AbstractTrace) -> tuple[str, Divergence | None, list[str], int]:
+    """(verdict, divergence, final states, events fed) of one abstract trace."""
+    system = build_system(trace.config)
+    states: set[State] = Monitor(system).states
+    pending: list[TraceItem] = []
+    fed = 0
+    for item in trace.items:
+        if item.frame is None:
+            pending.append(item)
+            continue
+        inferred = [p.event for p in pending]
+        plain = _run(system, states, inferred + [item.event])
+        reached = set(plain.states) if plain.accepted else set()
+        choices = _hidden_choices(item.event)
+        for choice in choices:
+            attempt = _run(system, states, inferred + list(choice) + [item.event])
+            if attempt.accepted:
+                reached |= attempt.states
+        if not reached:
+            verdict = plain.verdict
+            failed_at = verdict.index if verdict.index is not None else len(inferred)
+            culprit = (inferred + [item.event])[failed_at]
+            return "divergence", Divergence(
+                packet=item.frame,
+                event=_event_text(culprit) if failed_at == len(inferred)
+                else f"inferred {_event_text(culprit)} before packet {item.frame}: "
+                     f"{pending[failed_at].inferred}",
+                message=verdict.message.split(": ", 1)[-1] if verdict.message else "",
+                states=verdict.states, enabled=verdict.enabled,
+                inferred_before=[_event_text(e) for e in inferred],
+                tried=[", ".join(type(e).__name__ for e in choice) for choice in choices],
+            ), [], fed + failed_at
+        states = reached
+        fed += len(inferred) + 1
+        pending = []
+    final = Monitor(system)
+    final.states = states
+    return "accepted", None, final.verdict.states, fed + len(pending)
+
+
+def judge_connection(connection: Connection, side: str | None) -> ConnectionReport:
+    report = ConnectionReport(connection.number, connection.describe(), side,
+                              len(connection.packets))
+    if side is None:
+        report.notes.append("the endpoint takes no part in it")
+        return report
+    trace = abstract_connection(connection, side)
+    report.notes.extend(trace.notes)
+    report.inferred = sum(1 for item in trace.items if item.frame is None)
+    verdict, divergence, final, fed = judge_trace(trace)
+    report.verdict, report.divergence, report.events = verdict, divergence, fed
+    report.final_states = final[:SHOWN_STATES]
+    return report
+
+
+def monitor_capture(path: str | Path, endpoint: str | None = None) -> CaptureReport:
+    """Judge every connection of the capture at `path` from `endpoint`'s point of view
+    (an address of that host; default: the client of the first connection). Raises
+    `CaptureError` for a file that is not a readable capture and `ValueError` for an
+    endpoint that is not an IP address."""
+    capture: CaptureFile = read_capture(path)
+    grouping = group_connections(capture.frames)
+    if endpoint is not None:
+        address = ipaddress.ip_address(endpoint)
+    elif grouping.connections:
+        address = grouping.connections[0].client[0]
+    else:
+        address = None
+    reports = [judge_connection(c, None if address is None else endpoint_side(c, address))
+               for c in grouping.connections]
+    return CaptureReport(
+        file=str(path), endpoint=str(address) if address is not None else "-",
+        frames=capture.total_frames, tcp_packets=len(capture.frames),
+        not_ip=capture.not_ip, not_tcp=capture.not_tcp,
+        unparseable=[{"number": u.number, "reason": u.reason} for u in capture.unparseable],
+        unmatched=grouping.unmatched, connections=reports)
+
+
+def write_json(report: CaptureReport, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(report.to_json(), indent=2, default=str) + "\n")
