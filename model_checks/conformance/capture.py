@@ -226,7 +226,8 @@ def group_connections(frames: Iterable[Frame]) -> Grouping:
         connection, subflow = known
         sender = subflow.sides[frame.src]
         if tcp.flags & TcpFlags.SYN and tcp.flags & TcpFlags.ACK:
-            subflow.isn.setdefault(frame.src, tcp.seq)
+            # a SYN/ACK with a new ISN answers a retried SYN after a reset: its nonce too
+            subflow.isn[frame.src] = tcp.seq
         for option in options:
             if isinstance(option, MpCapable):
                 if option.receiver_key is not None:  # third ACK: sender's, then receiver's
@@ -235,7 +236,7 @@ def group_connections(frames: Iterable[Frame]) -> Grouping:
                 else:
                     learn_key(connection, sender, option.sender_key)
             elif isinstance(option, MpJoinSynAck):
-                subflow.nonce.setdefault(sender, option.sender_nonce)
+                subflow.nonce[sender] = option.sender_nonce
         connection.packets.append((frame, subflow.slot, sender))
     return Grouping(connections, unmatched)
 

@@ -1,9 +1,10 @@
 """Captures of Linux MPTCP talking to Linux MPTCP, to check the spec against the kernel.
 
 `LinuxPair(paths)` builds two namespaces, "client" and "server", joined by one veth pair
-per path (path i: client 198.18.i.2/24, server 198.18.i.1/24, or fd00:0:0:i::2/1 with
+per path (path i: client 198.18.i.2/24, server 198.18.i.1/24, or fd00:0:0:i::2/64 with
 `ipv6`), with source-based policy routing so that each address leaves by its own path
-(as the kernel selftests do), and in-kernel path-manager limits of 8 subflows / 8
+(as the kernel selftests do; the server also routes to each client address by that
+address's path), and in-kernel path-manager limits of 8 subflows / 8
 accepted addresses on both hosts. `capture(path)` runs `tcpdump -i any -w` in the client
 namespace for a block (every path in one file). `run_scenario(name, pcap)` runs one of
 `SCENARIOS` (the server and client programs are `model_checks.conformance.linux_apps`)
@@ -73,6 +74,11 @@ class LinuxPair:
                     namespace.add_route(lab, ifname=f"p{path}", table=FIRST_TABLE + path)
                     namespace.add_source_rule(address(path, host, self.ipv6),
                                               FIRST_TABLE + path)
+                    if host == 1:  # the server answers each client address on its path,
+                        # whatever address the client joined (a subflow bound to its
+                        # device would reset a SYN/ACK arriving elsewhere)
+                        namespace.add_destination_rule(address(path, 2, self.ipv6),
+                                                       FIRST_TABLE + path)
                 set_mptcp_limits(namespace, 8, 8)
         except BaseException:
             self._stack.close()
