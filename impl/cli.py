@@ -209,7 +209,10 @@ def monitor(
     try:
         report = monitor_capture(pcap, endpoint)
     except (CaptureError, ValueError) as error:
-        error_console.print(f"[bold red]mptcp-ref monitor:[/] {error}")
+        from rich.markup import escape
+
+        error_console.print(f"[bold red]mptcp-ref monitor:[/] {escape(str(error))}",
+                            soft_wrap=True, highlight=False)
         raise typer.Exit(2) from None
     print(report.text())
     if json_path is not None:

@@ -202,13 +202,12 @@ def judge_trace(trace: AbstractTrace) -> tuple[str, Divergence | None, list[str]
         if not reached:
             verdict = plain.verdict
             failed_at = verdict.index if verdict.index is not None else len(inferred)
-            culprit = (inferred + [item.event])[failed_at]
+            message = verdict.message.split(": ", 1)[-1] if verdict.message else ""
+            if failed_at < len(inferred):
+                why = pending[failed_at].inferred
+                message = f"the packet needs the inferred {message} ({why})"
             return "divergence", Divergence(
-                packet=item.frame,
-                event=_event_text(culprit) if failed_at == len(inferred)
-                else f"inferred {_event_text(culprit)} before packet {item.frame}: "
-                     f"{pending[failed_at].inferred}",
-                message=verdict.message.split(": ", 1)[-1] if verdict.message else "",
+                packet=item.frame, event=_event_text(item.event), message=message,
                 states=verdict.states, enabled=verdict.enabled,
                 inferred_before=[_event_text(e) for e in inferred],
                 tried=[", ".join(type(e).__name__ for e in choice) for choice in choices],
