@@ -99,9 +99,9 @@ class _Converter:
         self.opened = False
         self.addresses_up: set[int] = set()
         self.largest = 0  # largest relative offset seen (for the Config bound)
-        if connection.mptcp and len(connection.keys) < 2:
-            self.notes.append("the capture does not show both keys: DSNs are taken as "
-                              "absolute and HMACs/keys as good")
+        self.seen_end: dict[tuple[int, str], int] = {}  # highest sequence seen, relative
+        self.gap_noted: set[int] = set()
+        self.jump_noted: set[tuple[int, str]] = set()
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -112,6 +112,9 @@ class _Converter:
         return table[raw]
 
     def _relative(self, value: int, side: str, wide: bool) -> int:
+        if side not in self.idsn and not self.notes:
+            self.notes.append("the capture does not show both keys: DSNs are taken as "
+                              "absolute and HMACs/keys as good")
         base = self.idsn.get(side, -1) + 1
         rel = (value - base) % (MOD64 if wide else MOD32)
         if rel < MOD32:
@@ -171,6 +174,7 @@ class _Converter:
                 options.append(ev.MpFastclose(key is None or option.receiver_key == key))
             elif isinstance(option, MpTcpRst):
                 options.append(ev.MpTcpRst(int(option.reason), option.transient))
+        self._watch_capture_gaps(frame, slot, sender, ssn, payload, flags)
         dsn = None
         if payload and "S" not in flags:
             dsn = self._payload_dsn(slot, sender, ssn, mapping, mpc_data, payload)
@@ -191,6 +195,39 @@ class _Converter:
                         and (tcp.ack - fin_end) % MOD32 < MOD32 // 2)
             event = ev.SegmentReceived(slot, flags, payload, dsn, tuple(options), acks_fin)
         self.items.append(TraceItem(event, frame.number))
+
+    def _watch_capture_gaps(self, frame: Frame, slot: int, sender: str, ssn: int | None,
+                            payload: int, flags: str) -> None:
+        """Note (once per subflow) a segment that starts beyond what the capture showed of
+        its direction, and an ACK of bytes the capture never showed: packets are missing,
+        so a divergence after them may be the capture's fault (or the network's)."""
+        if ssn is not None:
+            end = ssn + payload + (1 if "F" in flags or "S" in flags else 0)
+            key = (slot, sender)
+            seen_before = self.seen_end.get(key, 0)
+            if "S" not in flags and ssn > seen_before and ssn < MOD32 // 2 and \
+                    key not in self.jump_noted:
+                self.jump_noted.add(key)
+                self.notes.append(
+                    f"packet {frame.number} starts at byte {ssn} of subflow {slot} from the "
+                    f"{sender}, the capture showed bytes only up to {seen_before}: lost "
+                    f"before the capture point, or missing from the capture")
+            self.seen_end[key] = max(seen_before, end)
+        subflow = self.connection.subflows[slot]
+        other = self.connection.other(sender)
+        other_endpoint = next(e for e, side in subflow.sides.items() if side == other)
+        isn = subflow.isn.get(other_endpoint)
+        tcp = frame.packet.tcp
+        if "A" not in flags or isn is None or slot in self.gap_noted:
+            return
+        acked = (tcp.ack - isn) % MOD32
+        seen = self.seen_end.get((slot, other), 0)
+        if seen < acked < MOD32 // 2:
+            self.gap_noted.add(slot)
+            self.notes.append(
+                f"packet {frame.number} acknowledges bytes up to {acked} of subflow {slot} "
+                f"from the {other}, but the capture shows them only up to {seen}: packets "
+                f"are missing from the capture")
 
     def _before_sent(self, frame: Frame, slot: int, flags: str, options: list,
                      dsn: int | None, payload: int, mpc_data: bool,

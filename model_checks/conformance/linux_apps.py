@@ -1,7 +1,7 @@
 """The two programs of a `linux_pair` scenario, on kernel MPTCP sockets (IPPROTO_MPTCP).
 
-    python -m model_checks.conformance.linux_apps server --port P [--greet N] [--reply N]
-        [--sink] [--close-unread N]
+    python -m model_checks.conformance.linux_apps server --port P [--ipv6] [--plain]
+        [--greet N] [--reply N] [--sink] [--close-unread N]
     python -m model_checks.conformance.linux_apps client --connect ADDR --port P
         [--send N] [--chunks C] [--pause S] [--wait-greeting N] [--linger0-after N]
         [--ignore-errors]
@@ -44,7 +44,8 @@ def _read(sock: socket.socket, limit: int | None = None) -> int:
 
 def server(args: argparse.Namespace) -> int:
     family = socket.AF_INET6 if args.ipv6 else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    protocol = 0 if args.plain else IPPROTO_MPTCP
+    listener = socket.socket(family, socket.SOCK_STREAM, protocol)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("::" if args.ipv6 else "0.0.0.0", args.port))
     listener.listen(1)
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = roles.add_parser("server")
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--ipv6", action="store_true")
+    serve.add_argument("--plain", action="store_true", help="a plain TCP listener")
     serve.add_argument("--greet", type=int, default=0)
     serve.add_argument("--reply", type=int, default=0)
     serve.add_argument("--sink", action="store_true")

@@ -5,26 +5,23 @@ per path (path i: client 198.18.i.2/24, server 198.18.i.1/24, or fd00:0:0:i::2/6
 `ipv6`), with source-based policy routing so that each address leaves by its own path
 (as the kernel selftests do; the server also routes to each client address by that
 address's path), and in-kernel path-manager limits of 8 subflows / 8
-accepted addresses on both hosts. `capture(path)` runs `tcpdump -i any -w` in the client
-namespace for a block (every path in one file). `run_scenario(name, pcap)` runs one of
-`SCENARIOS` (the server and client programs are `model_checks.conformance.linux_apps`)
-and returns what the two programs printed.
+accepted addresses on both hosts. `capture(path, host)` runs `tcpdump -i any -w` in one
+host's namespace for a block (every path in one file) and sets `dropped` to the number of
+packets tcpdump says the kernel dropped (a capture that lost packets is no fair judge).
+`run_scenario(name, pcap)` runs one of `SCENARIOS` (the server and client programs are
+`model_checks.conformance.linux_apps`) and returns what the two programs printed.
 
-Scenarios (the endpoint changes are made while the client is paused between chunks):
-
-    mpc_client_first   client sends first: MP_CAPABLE with data after the third ACK
-    mpc_server_first   server sends first: the client's third ACK carries no data
-    join_signal        server announces a second address (ADD_ADDR, echo), client joins
-                       it and opens a subflow from its own second address; data both ways
-    remove_addr        as join_signal, then the server withdraws the address (REMOVE_ADDR)
-    mp_prio            client has a second address, then marks it backup (MP_PRIO)
-    fastclose_linger   the client closes with SO_LINGER {1, 0} mid-transfer (MP_FASTCLOSE)
-    fastclose_unread   the server closes with unread data (MP_FASTCLOSE)
+`SCENARIOS` lists the scenarios with a line of documentation each: MP_CAPABLE with the
+client or the server sending first, ADD_ADDR and its echo with joins, REMOVE_ADDR from
+either side, MP_PRIO, a backup join, fullmesh, DSS checksums, fallback to a plain TCP
+server, MP_FASTCLOSE by SO_LINGER {1, 0} and by a close with unread data. Endpoint
+changes of a scenario (`during`) are made while the client pauses between chunks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -35,11 +32,10 @@ from pathlib import Path
 
 from impl.lab.kernel import write_sysctl
 from impl.lab.netns import NetworkNamespace
-from impl.lab.topology import add_mptcp_endpoint, set_mptcp_limits
+from impl.lab.topology import set_mptcp_limits
 
 FIRST_TABLE = 100
 PORT = 5201
-SIGNAL, SUBFLOW, BACKUP = 1, 2, 4  # MPTCP_PM_ADDR_FLAG_*
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -88,21 +84,20 @@ class LinuxPair:
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
-    def endpoint(self, host: str, path: int, flags: int, endpoint_id: int) -> None:
-        namespace = self.client if host == "client" else self.server
-        add_mptcp_endpoint(namespace, address(path, 2 if host == "client" else 1, self.ipv6),
-                           flags, endpoint_id=endpoint_id, ifname=f"p{path}")
-
     def ip_mptcp(self, host: str, *argv: str) -> None:
         namespace = self.client if host == "client" else self.server
         namespace.run("ip", "mptcp", *argv)
 
     @contextlib.contextmanager
-    def capture(self, pcap: Path) -> Iterator[None]:
-        """tcpdump on every interface of the client namespace while the block runs."""
-        process = self.client.popen("tcpdump", "-i", "any", "-U", "-n", "-s", "0", "-Z",
-                                    "root", "-w", str(pcap), "tcp",
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def capture(self, pcap: Path, host: str = "client") -> Iterator[None]:
+        """tcpdump on every interface of one host's namespace while the block runs."""
+        namespace = self.client if host == "client" else self.server
+        # --immediate-mode: packets leave libpcap's ring at once, else the last ones can
+        # still sit in an unretired TPACKET_V3 block when tcpdump is stopped
+        # (and a 64 MB buffer: with the default one, 64 KB GSO packets get dropped)
+        process = namespace.popen("tcpdump", "-i", "any", "--immediate-mode", "-B", "65536",
+                                  "-U", "-n", "-s", "0", "-Z", "root", "-w", str(pcap), "tcp",
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert process.stderr is not None
         lines = []
         while not lines or b"listening" not in lines[-1]:  # "listening on any, ..."
@@ -114,7 +109,9 @@ class LinuxPair:
         finally:
             time.sleep(0.3)  # the last packets reach the capture
             process.terminate()
-            process.wait(timeout=10)
+            _, tail = process.communicate(timeout=10)
+            found = re.search(rb"(\d+) packets? dropped by kernel", tail)
+            self.dropped = int(found.group(1)) if found else -1
 
     def app(self, host: str, *argv: str) -> subprocess.Popen[bytes]:
         namespace = self.client if host == "client" else self.server
@@ -125,13 +122,22 @@ class LinuxPair:
 
 @dataclass(frozen=True)
 class Scenario:
+    """`setup` and `during` are `ip` commands (host, argv) run before the programs start
+    and once the client is paused between chunks; "{c2}" / "{s2}" in them stand for the
+    client's / server's address on path 2 (and so on), "{dev2}" for that path's device."""
+
     name: str
     paths: int
     server_args: tuple[str, ...]
     client_args: tuple[str, ...]
     doc: str
+    setup: tuple[tuple[str, str], ...] = ()
+    during: tuple[tuple[str, str], ...] = ()
+    sysctls: tuple[tuple[str, str], ...] = ()
+    plain_server: bool = False  # the server listens on a plain TCP socket
 
 
+_CHUNKED = ("--send", "100000", "--pause", "0.6", "--chunks", "3")
 SCENARIOS = {
     s.name: s for s in (
         Scenario("mpc_client_first", 1, ("--reply", "3000"), ("--send", "5000"),
@@ -141,13 +147,37 @@ SCENARIOS = {
                  "server sends first; graceful close"),
         Scenario("join_signal", 3, ("--reply", "200000"),
                  ("--send", "200000", "--pause", "0.5"),
-                 "ADD_ADDR + echo, two joins, data both ways"),
-        Scenario("remove_addr", 2, ("--reply", "100000"),
-                 ("--send", "100000", "--pause", "0.6", "--chunks", "3"),
-                 "a signalled address is removed mid-transfer"),
-        Scenario("mp_prio", 2, ("--reply", "100000"),
-                 ("--send", "100000", "--pause", "0.6", "--chunks", "3"),
-                 "the client's second address becomes backup"),
+                 "ADD_ADDR + echo, two joins, data both ways",
+                 setup=(("server", "endpoint add {s2} dev {dev2} id 2 signal"),
+                        ("client", "endpoint add {c3} dev {dev3} id 3 subflow"))),
+        Scenario("remove_addr", 2, ("--reply", "100000"), _CHUNKED,
+                 "a signalled address is removed mid-transfer",
+                 setup=(("server", "endpoint add {s2} dev {dev2} id 2 signal"),),
+                 during=(("server", "endpoint delete id 2"),)),
+        Scenario("remove_subflow_addr", 2, ("--reply", "100000"), _CHUNKED,
+                 "the client removes the address of its joined subflow (REMOVE_ADDR sent)",
+                 setup=(("client", "endpoint add {c2} dev {dev2} id 2 subflow"),),
+                 during=(("client", "endpoint delete id 2"),)),
+        Scenario("mp_prio", 2, ("--reply", "100000"), _CHUNKED,
+                 "the client's second address becomes backup",
+                 setup=(("client", "endpoint add {c2} dev {dev2} id 2 subflow"),),
+                 during=(("client", "endpoint change id 2 backup"),)),
+        Scenario("backup_join", 2, ("--reply", "50000"), ("--send", "50000", "--pause", "0.5"),
+                 "a join from a backup endpoint (MP_JOIN with B set)",
+                 setup=(("client", "endpoint add {c2} dev {dev2} id 2 subflow backup"),)),
+        Scenario("fullmesh", 2, ("--reply", "80000"), ("--send", "80000", "--pause", "0.5"),
+                 "fullmesh endpoints on both paths of the client, one signalled server "
+                 "address: four subflows",
+                 setup=(("server", "endpoint add {s2} dev {dev2} id 2 signal"),
+                        ("client", "endpoint add {c1} dev {dev1} id 1 subflow fullmesh"),
+                        ("client", "endpoint add {c2} dev {dev2} id 2 subflow fullmesh"))),
+        Scenario("checksums", 2, ("--reply", "60000"), ("--send", "60000", "--pause", "0.5"),
+                 "DSS checksums negotiated (net.mptcp.checksum_enabled=1 on both)",
+                 setup=(("client", "endpoint add {c2} dev {dev2} id 2 subflow"),),
+                 sysctls=(("both", "net.mptcp.checksum_enabled=1"),)),
+        Scenario("fallback_plain_server", 1, ("--reply", "3000"), ("--send", "5000"),
+                 "the server is plain TCP: the client falls back (no MP_CAPABLE on the "
+                 "SYN/ACK)", plain_server=True),
         Scenario("fastclose_linger", 1, ("--reply", "0", "--sink"),
                  ("--send", "300000", "--linger0-after", "100000"),
                  "SO_LINGER {1,0} close mid-transfer"),
@@ -158,28 +188,40 @@ SCENARIOS = {
 }
 
 
-def run_scenario(pair: LinuxPair, name: str, pcap: Path, timeout: float = 20.0) -> dict:
+def _expand(pair: LinuxPair, command: str) -> list[str]:
+    values = {}
+    for path in range(1, pair.paths + 1):
+        values[f"c{path}"] = address(path, 2, pair.ipv6)
+        values[f"s{path}"] = address(path, 1, pair.ipv6)
+        values[f"dev{path}"] = f"p{path}"
+    return command.format(**values).split()
+
+
+def run_scenario(pair: LinuxPair, name: str, pcap: Path, timeout: float = 20.0,
+                 capture_on: str = "client") -> dict:
     """Run scenario `name` in `pair` (which must have at least its paths) while capturing
-    into `pcap`; returns the programs' exit codes and output."""
+    into `pcap` on host `capture_on`; returns the programs' exit codes and output."""
     scenario = SCENARIOS[name]
     server_address = address(1, 1, pair.ipv6)
-    if name in ("join_signal", "remove_addr"):
-        pair.endpoint("server", 2, SIGNAL, 2)
-    if name == "join_signal":
-        pair.endpoint("client", 3, SUBFLOW, 3)
-    if name == "mp_prio":
-        pair.endpoint("client", 2, SUBFLOW, 2)
-    with pair.capture(pcap):
-        server = pair.app("server", "server", "--port", str(PORT), *scenario.server_args)
+    for host, command in scenario.setup:
+        pair.ip_mptcp(host, *_expand(pair, command))
+    for host, setting in scenario.sysctls:
+        key, value = setting.split("=", 1)
+        for namespace in ((pair.client, pair.server) if host == "both"
+                          else (pair.client if host == "client" else pair.server,)):
+            write_sysctl(namespace.name, key, value)
+    ipv6 = ("--ipv6",) if pair.ipv6 else ()
+    plain = ("--plain",) if scenario.plain_server else ()
+    with pair.capture(pcap, capture_on):
+        server = pair.app("server", "server", "--port", str(PORT), *ipv6, *plain,
+                          *scenario.server_args)
         time.sleep(0.3)
         client = pair.app("client", "client", "--connect", server_address, "--port",
                           str(PORT), *scenario.client_args)
-        if name in ("remove_addr", "mp_prio"):
+        if scenario.during:
             time.sleep(0.9)  # the joins are up and the first chunk is through
-            if name == "remove_addr":
-                pair.ip_mptcp("server", "endpoint", "delete", "id", "2")
-            else:
-                pair.ip_mptcp("client", "endpoint", "change", "id", "2", "backup")
+            for host, command in scenario.during:
+                pair.ip_mptcp(host, *_expand(pair, command))
         outputs = {}
         for role, process in (("client", client), ("server", server)):
             try:
@@ -190,4 +232,5 @@ def run_scenario(pair: LinuxPair, name: str, pcap: Path, timeout: float = 20.0) 
             outputs[role] = {"code": process.returncode, "out": out.decode(errors="replace"),
                              "err": err.decode(errors="replace")[-2000:]}
         time.sleep(0.5)  # TIME_WAIT ACKs and late RSTs
+    outputs["capture_dropped"] = pair.dropped  # packets tcpdump lost (-1: unknown)
     return outputs
