@@ -258,39 +258,55 @@ def test_a_packet_the_codec_rejects_is_reported_by_number(tmp_path: Path) -> Non
 
 # -- Linux MPTCP to Linux MPTCP ----------------------------------------------------------
 
-LINUX_SCENARIOS = ["mpc_client_first", "mpc_server_first", "join_signal", "remove_addr",
-                   "mp_prio", "fastclose_linger", "fastclose_unread"]
-EXPECTED_LABELS = {
-    "mpc_client_first": ["send_ack_mpc[0](bytes=", "send_data_fin"],
-    "mpc_server_first": ["recv_data[0]", "send_data_fin"],
-    "join_signal": ["recv_add_addr", "send_add_addr[0](address_id=1, echo=True)",
-                    "send_syn_join[1]", "send_syn_join[2]"],
-    "remove_addr": ["recv_remove_addr"],
+# (scenario, IPv6, host the capture runs on): every scenario the brief names, plus DSS
+# checksums and fallback; one over IPv6 and one captured on the server's host
+LINUX_RUNS = [
+    ("mpc_client_first", False, "client"), ("mpc_server_first", False, "server"),
+    ("join_signal", True, "client"), ("remove_addr", False, "client"),
+    ("mp_prio", False, "client"), ("fastclose_linger", False, "client"),
+    ("fastclose_unread", False, "client"), ("checksums", False, "client"),
+    ("fallback_plain_server", False, "client"),
+]
+EXPECTED_LABELS = {  # what each capture must show (as the client saw it)
+    "mpc_client_first": ["send_ack_mpc[0](bytes=5000)", "send_data_fin", "recv_data_fin"],
+    "mpc_server_first": ["send_ack_mpc[0](bytes=0)", "recv_data[0](dsn=0, bytes=2000)",
+                         "send_data_fin"],
+    "join_signal": ["recv_add_addr[0](address_id=1, echo=False, hmac_ok=True)",
+                    "send_add_addr[0](address_id=1, echo=True)", "send_syn_join[1]",
+                    "recv_synack_join[1](address_id=1, backup=False, hmac_ok=True)",
+                    "send_syn_join[2]"],
+    "remove_addr": ["recv_remove_addr[0](address_id=1)"],
     "mp_prio": ["send_mp_prio[1](backup=True)"],
-    "fastclose_linger": ["send_fastclose"],
+    "fastclose_linger": ["send_fastclose[0]()"],
     "fastclose_unread": ["recv_fastclose[0](key_ok=True)"],
+    "checksums": ["send_syn_join[1]", "send_data_fin"],
+    "fallback_plain_server": ["recv_synack[0]()", "send_data_plain[0](dsn=0, bytes=5000)",
+                              "send_fin[0]()"],
 }
 
 
 @pytest.mark.netns
-@pytest.mark.parametrize("name", LINUX_SCENARIOS)
-def test_linux_to_linux_captures_are_accepted_from_both_ends(name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "ipv6", "capture_on"), LINUX_RUNS,
+                         ids=[run[0] + ("-v6" if run[1] else "") for run in LINUX_RUNS])
+def test_linux_to_linux_captures_are_accepted_from_both_ends(
+        name: str, ipv6: bool, capture_on: str, tmp_path: Path) -> None:
     from model_checks.conformance.abstraction import abstract_connection
     from model_checks.conformance.capture import group_connections, read_capture
     from model_checks.conformance.judge import _event_text
-    from model_checks.conformance.linux_pair import SCENARIOS, LinuxPair, run_scenario
+    from model_checks.conformance.linux_pair import SCENARIOS, LinuxPair, address, run_scenario
 
     pcap = tmp_path / f"{name}.pcap"
-    with LinuxPair(paths=SCENARIOS[name].paths) as pair:
-        outputs = run_scenario(pair, name, pcap)
+    with LinuxPair(paths=SCENARIOS[name].paths, ipv6=ipv6) as pair:
+        outputs = run_scenario(pair, name, pcap, capture_on=capture_on)
     assert outputs["client"]["code"] == 0, outputs
     assert outputs["server"]["code"] == 0, outputs
-    for endpoint in ("198.18.1.2", "198.18.1.1"):
-        report = monitor_capture(pcap, endpoint)
+    assert outputs["capture_dropped"] == 0, "tcpdump lost packets: no fair judge"
+    for host in (2, 1):
+        report = monitor_capture(pcap, address(1, host, ipv6))
         assert [c.verdict for c in report.connections] == ["accepted"], report.text()
-    # the capture really shows what the scenario is about (as the client saw it)
+        assert report.exit_code == 0
     [connection] = group_connections(read_capture(pcap).frames).connections
     shown = "\n".join(_event_text(item.event)
                       for item in abstract_connection(connection, "client").items)
     for expected in EXPECTED_LABELS[name]:
-        assert expected in shown, f"{expected} not in the {name} capture"
+        assert expected in shown, f"{expected} not in the {name} capture:\n{shown}"

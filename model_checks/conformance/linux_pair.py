@@ -67,7 +67,10 @@ class LinuxPair:
                 write_sysctl(namespace.name, "net.mptcp.enabled", 1)
                 for path in range(1, self.paths + 1):
                     lab = "fd00::/8" if self.ipv6 else "198.18.0.0/15"
-                    namespace.add_route(lab, ifname=f"p{path}", table=FIRST_TABLE + path)
+                    # through the other host's address on the path: IPv6 neighbour
+                    # discovery only answers for addresses of the asked interface
+                    namespace.add_route(lab, gateway=address(path, 3 - host, self.ipv6),
+                                        ifname=f"p{path}", table=FIRST_TABLE + path)
                     namespace.add_source_rule(address(path, host, self.ipv6),
                                               FIRST_TABLE + path)
                     if host == 1:  # the server answers each client address on its path,
