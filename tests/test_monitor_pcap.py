@@ -265,7 +265,8 @@ LINUX_RUNS = [
     ("join_signal", True, "client"), ("remove_addr", False, "client"),
     ("mp_prio", False, "client"), ("fastclose_linger", False, "client"),
     ("fastclose_unread", False, "client"), ("checksums", False, "client"),
-    ("fallback_plain_server", False, "client"),
+    ("fallback_plain_server", False, "client"), ("join_refused", False, "client"),
+    ("server_closes_first", False, "client"), ("sequential_connections", False, "client"),
 ]
 EXPECTED_LABELS = {  # what each capture must show (as the client saw it)
     "mpc_client_first": ["send_ack_mpc[0](bytes=5000)", "send_data_fin", "recv_data_fin"],
@@ -282,7 +283,12 @@ EXPECTED_LABELS = {  # what each capture must show (as the client saw it)
     "checksums": ["send_syn_join[1]", "send_data_fin"],
     "fallback_plain_server": ["recv_synack[0]()", "send_data_plain[0](dsn=0, bytes=5000)",
                               "send_fin[0]()"],
+    "join_refused": ["send_syn_join[2]", "recv_rst[2](reason=3)"],
+    "server_closes_first": ["recv_data_fin[0](dsn=20000)", "send_data[0](dsn=0",
+                            "send_data_fin[0](dsn=20000)"],
+    "sequential_connections": ["send_data_fin[0](dsn=3000)", "recv_data_fin[0](dsn=2000)"],
 }
+CONNECTIONS = {"sequential_connections": 3}
 
 
 @pytest.mark.netns
@@ -295,18 +301,26 @@ def test_linux_to_linux_captures_are_accepted_from_both_ends(
     from model_checks.conformance.judge import _event_text
     from model_checks.conformance.linux_pair import SCENARIOS, LinuxPair, address, run_scenario
 
-    pcap = tmp_path / f"{name}.pcap"
-    with LinuxPair(paths=SCENARIOS[name].paths, ipv6=ipv6) as pair:
-        outputs = run_scenario(pair, name, pcap, capture_on=capture_on)
-    assert outputs["client"]["code"] == 0, outputs
-    assert outputs["server"]["code"] == 0, outputs
-    assert outputs["capture_dropped"] == 0, "tcpdump lost packets: no fair judge"
-    for host in (2, 1):
-        report = monitor_capture(pcap, address(1, host, ipv6))
-        assert [c.verdict for c in report.connections] == ["accepted"], report.text()
-        assert report.exit_code == 0
-    [connection] = group_connections(read_capture(pcap).frames).connections
-    shown = "\n".join(_event_text(item.event)
-                      for item in abstract_connection(connection, "client").items)
+    count = CONNECTIONS.get(name, 1)
+    for attempt in range(3):
+        pcap = tmp_path / f"{name}-{attempt}.pcap"
+        with LinuxPair(paths=SCENARIOS[name].paths, ipv6=ipv6) as pair:
+            outputs = run_scenario(pair, name, pcap, capture_on=capture_on)
+        assert outputs["client"]["code"] == 0, outputs
+        assert outputs["server"]["code"] == 0, outputs
+        assert outputs["capture_dropped"] == 0, "tcpdump lost packets: no fair judge"
+        for host in (2, 1):
+            report = monitor_capture(pcap, address(1, host, ipv6))
+            assert [c.verdict for c in report.connections] == ["accepted"] * count, \
+                report.text()
+            assert report.exit_code == 0
+        connection = group_connections(read_capture(pcap).frames).connections[0]
+        shown = "\n".join(_event_text(item.event)
+                          for item in abstract_connection(connection, "client").items)
+        missing = [expected for expected in EXPECTED_LABELS[name] if expected not in shown]
+        if not missing:
+            break
+        # Linux's path manager now and then opens no join in a short run (no
+        # MPJoinSynTx at all); that capture is judged too, then the run is repeated
     for expected in EXPECTED_LABELS[name]:
         assert expected in shown, f"{expected} not in the {name} capture:\n{shown}"

@@ -14,7 +14,9 @@ packets tcpdump says the kernel dropped (a capture that lost packets is no fair 
 `SCENARIOS` lists the scenarios with a line of documentation each: MP_CAPABLE with the
 client or the server sending first, ADD_ADDR and its echo with joins, REMOVE_ADDR from
 either side, MP_PRIO, a backup join, fullmesh, DSS checksums, fallback to a plain TCP
-server, MP_FASTCLOSE by SO_LINGER {1, 0} and by a close with unread data. Endpoint
+server, a refused join, an unused ADD_ADDR, the server closing first, three connections
+in one capture, a refused SYN, MP_FASTCLOSE by SO_LINGER {1, 0} and by a close with
+unread data. Endpoint
 changes of a scenario (`during`) are made while the client pauses between chunks.
 """
 
@@ -37,6 +39,11 @@ from impl.lab.topology import set_mptcp_limits
 FIRST_TABLE = 100
 PORT = 5201
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _operstates(namespace: NetworkNamespace) -> dict[str, str]:
+    with namespace.iproute() as ipr:
+        return {link.get("ifname"): link.get("operstate") for link in ipr.get_links()}
 
 
 def address(path: int, host: int, ipv6: bool = False) -> str:
@@ -79,10 +86,25 @@ class LinuxPair:
                         namespace.add_destination_rule(address(path, 2, self.ipv6),
                                                        FIRST_TABLE + path)
                 set_mptcp_limits(namespace, 8, 8)
+            self._wait_for_carrier()
         except BaseException:
             self._stack.close()
             raise
         return self
+
+    def _wait_for_carrier(self, timeout: float = 5.0) -> None:
+        """Until every veth is operationally up: before that the kernel queues a join's
+        SYN on a device without carrier, and a short scenario ends before it is resent."""
+        deadline = time.monotonic() + timeout
+        while True:
+            down = [f"{namespace.name}/{name}" for namespace in (self.client, self.server)
+                    for name, state in _operstates(namespace).items()
+                    if name.startswith("p") and state != "UP"]
+            if not down:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no carrier on {', '.join(down)}")
+            time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
@@ -181,6 +203,26 @@ SCENARIOS = {
         Scenario("fallback_plain_server", 1, ("--reply", "3000"), ("--send", "5000"),
                  "the server is plain TCP: the client falls back (no MP_CAPABLE on the "
                  "SYN/ACK)", plain_server=True),
+        Scenario("join_refused", 3, ("--reply", "30000"), ("--send", "30000", "--pause", "0.5"),
+                 "the server's path manager takes one subflow: the second join is reset",
+                 setup=(("server", "limits set subflows 1 add_addr_accepted 0"),
+                        ("client", "endpoint add {c2} dev {dev2} id 2 subflow"),
+                        ("client", "endpoint add {c3} dev {dev3} id 3 subflow"))),
+        Scenario("add_addr_not_joined", 2, ("--reply", "30000"),
+                 ("--send", "30000", "--pause", "0.5"),
+                 "the client accepts no announced address: ADD_ADDR echoed, never joined",
+                 setup=(("client", "limits set subflows 0 add_addr_accepted 0"),
+                        ("server", "endpoint add {s2} dev {dev2} id 2 signal"))),
+        Scenario("server_closes_first", 1, ("--greet", "20000", "--shutdown-first"),
+                 ("--send", "20000"),
+                 "the server sends and shuts down first; the client sends after its "
+                 "DATA_FIN (CLOSE_WAIT), then closes"),
+        Scenario("sequential_connections", 1, ("--reply", "2000", "--connections", "3"),
+                 ("--send", "3000", "--connections", "3"),
+                 "three connections one after the other in one capture"),
+        Scenario("refused", 1, ("--port-offset", "1", "--reply", "0"),
+                 ("--send", "1", "--ignore-errors"),
+                 "nothing listens on the port: the SYN is answered with a RST"),
         Scenario("fastclose_linger", 1, ("--reply", "0", "--sink"),
                  ("--send", "300000", "--linger0-after", "100000"),
                  "SO_LINGER {1,0} close mid-transfer"),
