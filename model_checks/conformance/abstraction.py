@@ -24,6 +24,10 @@ How real values become the spec's (RFC 8684 section numbers in brackets):
 - Address IDs are renamed per side in order of appearance, 0 staying 0 (the spec only
   compares IDs), so the spec's few ID slots are enough.
 - `acks_fin`: a received segment whose ACK covers the FIN this side sent on that subflow.
+- A segment received on a subflow after a RST on it (sent or received) is left out, with
+  a note: no TCB is left to take it (RFC 9293 3.10.7.1), so it never reaches MPTCP. It is
+  the peer's packet in flight, not the judged side's doing; what the judged side sends
+  on that subflow afterwards is still judged.
 
 Events a capture cannot show but that the capture determines are put in here, each marked
 `inferred` with the reason: `AppConnect` before this side's first SYN, `AppListen` before
@@ -102,6 +106,8 @@ class _Converter:
         self.seen_end: dict[tuple[int, str], int] = {}  # highest sequence seen, relative
         self.gap_noted: set[int] = set()
         self.jump_noted: set[tuple[int, str]] = set()
+        self.reset_slots: set[int] = set()
+        self.discarded: list[int] = []  # received after their subflow was reset
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -130,6 +136,13 @@ class _Converter:
         subflow = self.connection.subflows[slot]
         tcp, payload = frame.packet.tcp, len(frame.packet.payload)
         sent = sender == self.me
+        if tcp.flags & TcpFlags.RST:
+            self.reset_slots.add(slot)
+        elif slot in self.reset_slots and not sent and not tcp.flags & TcpFlags.SYN:
+            # RFC 9293 3.10.7.1: a segment for a subflow that was reset finds no TCB; it
+            # is discarded below MPTCP (and may be answered with a RST, which is judged)
+            self.discarded.append(frame.number)
+            return
         receiver = self.connection.other(sender)
         flags = "".join(letter for bit, letter in ((TcpFlags.SYN, "S"), (TcpFlags.ACK, "A"),
                                                    (TcpFlags.FIN, "F"), (TcpFlags.RST, "R"))
@@ -334,8 +347,27 @@ def abstract_connection(connection: Connection, side: str) -> AbstractTrace:
     converter = _Converter(connection, side)
     for frame, slot, sender in connection.packets:
         converter.add(frame, slot, sender)
+    if converter.discarded:
+        numbers = converter.discarded
+        converter.notes.append(
+            f"{len(numbers)} packets received after their subflow was reset were left out "
+            f"(TCP discards them, RFC 9293 3.10.7.1): {_ranges(numbers)}")
     return AbstractTrace(side, converter.items, config_for(connection, converter),
                          converter.notes)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """1-3, 7, 9-10"""
+    parts: list[str] = []
+    start = previous = numbers[0]
+    for number in numbers[1:] + [None]:  # type: ignore[list-item]
+        if number is not None and number == previous + 1:
+            previous = number
+            continue
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+        if number is not None:
+            start = previous = number
+    return ", ".join(parts)
 
 
 def config_for(connection: Connection, converter: _Converter) -> Config:

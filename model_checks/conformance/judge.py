@@ -205,7 +205,9 @@ def judge_trace(trace: AbstractTrace) -> tuple[str, Divergence | None, list[str]
             message = verdict.message.split(": ", 1)[-1] if verdict.message else ""
             if failed_at < len(inferred):
                 why = pending[failed_at].inferred
-                message = f"the packet needs the inferred {message} ({why})"
+                refused = message.split(" is not allowed")[0]
+                message = (f"the packet needs the inferred {refused} first ({why}), which "
+                           f"no possible state allows")
             return "divergence", Divergence(
                 packet=item.frame, event=_event_text(item.event), message=message,
                 states=verdict.states, enabled=verdict.enabled,

@@ -66,7 +66,13 @@ def server(args: argparse.Namespace) -> int:
 
 def serve_one(sock: socket.socket, args: argparse.Namespace) -> None:
     if args.greet:
-        sock.sendall(b"g" * args.greet)
+        try:
+            sock.sendall(b"g" * args.greet)
+        except OSError as error:
+            if not args.sink:
+                raise
+            print(f"server greeting ended: {error}")
+            return
     if args.shutdown_first:
         sock.shutdown(socket.SHUT_WR)
     if args.close_unread:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from impl.lab.kernel import write_sysctl
 from impl.lab.netns import NetworkNamespace
-from impl.lab.topology import set_mptcp_limits
+from impl.lab.topology import KernelPairLab, PathSpec, set_mptcp_limits
 
 FIRST_TABLE = 100
 PORT = 5201
@@ -52,45 +52,64 @@ def address(path: int, host: int, ipv6: bool = False) -> str:
 
 
 class LinuxPair:
-    def __init__(self, paths: int = 2, ipv6: bool = False) -> None:
+    def __init__(self, paths: int = 2, ipv6: bool = False, link: PathSpec | None = None) -> None:
         self.paths = paths
         self.ipv6 = ipv6
+        self.link = link  # None: veth pairs; else TUNs and our userspace link (delay, loss)
         self._stack = ExitStack()
+
+    def device(self, path: int) -> str:
+        return f"p{path}" if self.link is None else f"path{path}"
 
     def __enter__(self) -> LinuxPair:
         try:
-            self.client = self._stack.enter_context(NetworkNamespace())
-            self.server = self._stack.enter_context(NetworkNamespace())
-            for path in range(1, self.paths + 1):
-                self.client.add_veth(f"p{path}", self.server, f"p{path}")
-                for namespace, host in ((self.client, 2), (self.server, 1)):
-                    prefix = 64 if self.ipv6 else 24
-                    namespace.add_address(f"p{path}", f"{address(path, host, self.ipv6)}"
-                                                      f"/{prefix}")
-                    namespace.set_link_up(f"p{path}")
-            for namespace, host in ((self.client, 2), (self.server, 1)):
-                for scope in ("all", "default"):
-                    write_sysctl(namespace.name, f"net.ipv4.conf.{scope}.rp_filter", 0)
-                write_sysctl(namespace.name, "net.mptcp.enabled", 1)
-                for path in range(1, self.paths + 1):
-                    lab = "fd00::/8" if self.ipv6 else "198.18.0.0/15"
-                    # through the other host's address on the path: IPv6 neighbour
-                    # discovery only answers for addresses of the asked interface
-                    namespace.add_route(lab, gateway=address(path, 3 - host, self.ipv6),
-                                        ifname=f"p{path}", table=FIRST_TABLE + path)
-                    namespace.add_source_rule(address(path, host, self.ipv6),
-                                              FIRST_TABLE + path)
-                    if host == 1:  # the server answers each client address on its path,
-                        # whatever address the client joined (a subflow bound to its
-                        # device would reset a SYN/ACK arriving elsewhere)
-                        namespace.add_destination_rule(address(path, 2, self.ipv6),
-                                                       FIRST_TABLE + path)
-                set_mptcp_limits(namespace, 8, 8)
-            self._wait_for_carrier()
+            if self.link is None:
+                self._veth_pairs()
+            else:
+                lab = self._stack.enter_context(KernelPairLab([self.link] * self.paths,
+                                                              ipv6=self.ipv6))
+                self.client, self.server = lab.client, lab.server
+                for path in range(1, self.paths + 1):  # what KernelPairLab leaves out
+                    self.server.add_destination_rule(address(path, 2, self.ipv6),
+                                                     FIRST_TABLE + path)
+                for namespace in (self.client, self.server):
+                    write_sysctl(namespace.name, "net.mptcp.enabled", 1)
+                    set_mptcp_limits(namespace, 8, 8)
         except BaseException:
             self._stack.close()
             raise
         return self
+
+    def _veth_pairs(self) -> None:
+        self.client = self._stack.enter_context(NetworkNamespace())
+        self.server = self._stack.enter_context(NetworkNamespace())
+        for path in range(1, self.paths + 1):
+            self.client.add_veth(f"p{path}", self.server, f"p{path}")
+            for namespace, host in ((self.client, 2), (self.server, 1)):
+                prefix = 64 if self.ipv6 else 24
+                namespace.add_address(f"p{path}", f"{address(path, host, self.ipv6)}"
+                                                  f"/{prefix}")
+                namespace.set_link_up(f"p{path}")
+        for namespace, host in ((self.client, 2), (self.server, 1)):
+            for scope in ("all", "default"):
+                write_sysctl(namespace.name, f"net.ipv4.conf.{scope}.rp_filter", 0)
+            write_sysctl(namespace.name, "net.mptcp.enabled", 1)
+            for path in range(1, self.paths + 1):
+                lab = "fd00::/8" if self.ipv6 else "198.18.0.0/15"
+                # through the other host's address on the path: IPv6 neighbour
+                # discovery only answers for addresses of the asked interface
+                namespace.add_route(lab, gateway=address(path, 3 - host, self.ipv6),
+                                    ifname=f"p{path}", table=FIRST_TABLE + path)
+                namespace.add_source_rule(address(path, host, self.ipv6),
+                                          FIRST_TABLE + path)
+                if host == 1:  # the server answers each client address on its path,
+                    # whatever address the client joined (a subflow bound to its
+                    # device would reset a SYN/ACK arriving elsewhere)
+                    namespace.add_destination_rule(address(path, 2, self.ipv6),
+                                                   FIRST_TABLE + path)
+            set_mptcp_limits(namespace, 8, 8)
+        self._wait_for_carrier()
+
 
     def _wait_for_carrier(self, timeout: float = 5.0) -> None:
         """Until every veth is operationally up: before that the kernel queues a join's
@@ -226,6 +245,10 @@ SCENARIOS = {
         Scenario("fastclose_linger", 1, ("--reply", "0", "--sink"),
                  ("--send", "300000", "--linger0-after", "100000"),
                  "SO_LINGER {1,0} close mid-transfer"),
+        Scenario("fastclose_while_receiving", 1, ("--greet", "20000000", "--sink"),
+                 ("--wait-greeting", "1000000", "--send", "10", "--linger0-after", "10",
+                  "--ignore-errors"),
+                 "the client aborts while the server's data is still arriving"),
         Scenario("fastclose_unread", 1, ("--close-unread", "50000"),
                  ("--send", "300000", "--ignore-errors"),
                  "the server closes with unread data"),
@@ -238,7 +261,7 @@ def _expand(pair: LinuxPair, command: str) -> list[str]:
     for path in range(1, pair.paths + 1):
         values[f"c{path}"] = address(path, 2, pair.ipv6)
         values[f"s{path}"] = address(path, 1, pair.ipv6)
-        values[f"dev{path}"] = f"p{path}"
+        values[f"dev{path}"] = pair.device(path)
     return command.format(**values).split()
 
 
