@@ -16,7 +16,10 @@ How real values become the spec's (RFC 8684 section numbers in brackets):
   an earlier mapping of the same subflow and direction that covers it (a mapping may span
   several segments, 3.3.1), else the stream is taken to continue linearly after the last
   mapping (the infinite mapping and fallback, 3.7), or from the subflow's ISN when the
-  connection never had a mapping (plain TCP; MP_CAPABLE data sits at DSN 0, 3.1).
+  connection never had a mapping (plain TCP). MP_CAPABLE with data is a mapping too (DSN
+  0 at subflow sequence 1, its data-level length, 3.1); when a TSO send copies it onto a
+  later segment, that packet becomes two events: the MP_CAPABLE ACK without data, then
+  its payload under the mapping (`*_ack_mpc(bytes)` can only say "data at DSN 0").
 - Judgements the spec leaves to the receiver are made here from what the capture shows:
   `hmac_ok` of a received MP_JOIN SYN/ACK or third ACK and of a received ADD_ADDR (both
   keys and both nonces are in the capture, 3.2, 3.4.1), `key_ok` of a received
@@ -157,9 +160,9 @@ class _Converter:
             if isinstance(option, MpCapable):
                 keys = 2 if option.receiver_key is not None else int(option.sender_key is not None)
                 options.append(ev.MpCapable(keys, option.checksum_required))
-                if keys == 2 and payload:
+                if keys == 2 and payload:  # 3.1: DSN IDSN+1 at subflow sequence 1
                     mpc_data = True
-                    mapping = _Mapping(1, 0, payload)
+                    mapping = _Mapping(1, 0, option.data_length or payload)
             elif isinstance(option, MpJoinSyn | MpJoinSynAck):
                 options.append(ev.MpJoin(self._dense_id(sender, option.address_id),
                                          option.backup, self._join_hmac_ok(option, subflow,
@@ -190,12 +193,20 @@ class _Converter:
         self._watch_capture_gaps(frame, slot, sender, ssn, payload, flags)
         dsn = None
         if payload and "S" not in flags:
-            dsn = self._payload_dsn(slot, sender, ssn, mapping, mpc_data, payload)
-            if mapping is not None and not mpc_data and mapping.length:
+            dsn = self._payload_dsn(slot, sender, ssn, mapping, payload)
+            if mapping is not None and mapping.length:
                 self._remember(slot, sender, mapping)
+        if mpc_data and dsn:
+            # The MP_CAPABLE mapping copied onto a later segment of the same (TSO) send:
+            # `*_ack_mpc(bytes)` only says "data at DSN 0", so the packet is given as the
+            # MP_CAPABLE ACK and then its payload under that mapping (3.1)
+            split = ev.SegmentSent if sent else ev.SegmentReceived
+            self.items.append(TraceItem(split(slot, "A", 0, None, tuple(
+                o for o in options if isinstance(o, ev.MpCapable))), frame.number))
+            options = [o for o in options if not isinstance(o, ev.MpCapable)]
+            options.append(ev.Dss(dsn=0, length=mapping.length if mapping else payload))
         if sent:
-            self._before_sent(frame, slot, flags, options, dsn, payload, mpc_data,
-                              dss_data_fin_dsn)
+            self._before_sent(frame, slot, flags, options, dsn, payload, dss_data_fin_dsn)
             if "F" in flags:
                 self.fin_end[slot] = (tcp.seq + payload + 1) % MOD32
             event: ev.Event = ev.SegmentSent(slot, flags, payload, dsn, tuple(options))
@@ -243,14 +254,13 @@ class _Converter:
                 f"are missing from the capture")
 
     def _before_sent(self, frame: Frame, slot: int, flags: str, options: list,
-                     dsn: int | None, payload: int, mpc_data: bool,
-                     data_fin_dsn: int | None) -> None:
+                     dsn: int | None, payload: int, data_fin_dsn: int | None) -> None:
         if "S" in flags and "A" not in flags and slot == 0 and not self.opened:
             self.opened = True
             self._infer(ev.AppConnect(), "this side sends the first SYN: connect()")
         end = None
         if payload and dsn is not None and "S" not in flags:
-            end = (0 if mpc_data else dsn) + payload
+            end = dsn + payload
         if data_fin_dsn is not None:
             end = max(end or 0, data_fin_dsn)
         if end is not None and end > self.written and end < MOD32:
@@ -294,9 +304,7 @@ class _Converter:
             del kept[:-MAPPINGS_KEPT]
 
     def _payload_dsn(self, slot: int, sender: str, ssn: int | None, mapping: _Mapping | None,
-                     mpc_data: bool, payload: int) -> int:
-        if mpc_data:
-            return 0
+                     payload: int) -> int:
         if ssn is None:  # no ISN seen for this direction: cannot place the payload
             return MOD32
         if mapping is not None and mapping.length and \

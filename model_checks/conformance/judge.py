@@ -27,8 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from impl.wire import TcpFlags
 from model_checks.conformance.abstraction import AbstractTrace, TraceItem, abstract_connection
 from model_checks.conformance.capture import (
+    CLIENT,
+    SERVER,
     CaptureFile,
     Connection,
     endpoint_side,
@@ -222,6 +225,39 @@ def judge_trace(trace: AbstractTrace) -> tuple[str, Divergence | None, list[str]
     return "accepted", None, final.verdict.states, fed + len(pending)
 
 
+FAR_RTT = 0.002  # seconds of handshake round trip from which capture order misleads
+
+
+def _capture_far_from(connection: Connection, side: str) -> str:
+    """A warning when the handshake's timing shows the capture was taken near the other
+    side: SYN -> SYN/ACK takes a round trip where the client captures, SYN/ACK -> third
+    ACK where the server does. Packets are judged in capture order, which is then not the
+    order `side` saw them in (packets cross on the way, and a packet lost after the
+    capture point was never received)."""
+    times: dict[str, float] = {}
+    for frame, slot, sender in connection.packets[:8]:
+        flags = frame.packet.tcp.flags
+        if slot != 0:
+            continue
+        if flags & TcpFlags.SYN and not flags & TcpFlags.ACK:
+            times.setdefault("syn", frame.time)
+        elif flags & TcpFlags.SYN:
+            times.setdefault("synack", frame.time)
+        elif "synack" in times and sender == CLIENT:
+            times.setdefault("ack", frame.time)
+    if len(times) < 3:
+        return ""
+    at_client = times["synack"] - times["syn"]
+    at_server = times["ack"] - times["synack"]
+    rtt = max(at_client, at_server)
+    near = CLIENT if at_client > at_server else SERVER
+    if rtt < FAR_RTT or near == side:
+        return ""
+    return (f"the capture was taken near the {near} (handshake round trip "
+            f"{rtt * 1000:.1f} ms seen there): judged in capture order, which is not the "
+            f"order the {side} saw packets in, a divergence may be the capture's")
+
+
 def judge_connection(connection: Connection, side: str | None) -> ConnectionReport:
     report = ConnectionReport(connection.number, connection.describe(), side,
                               len(connection.packets))
@@ -229,6 +265,9 @@ def judge_connection(connection: Connection, side: str | None) -> ConnectionRepo
         report.notes.append("the endpoint takes no part in it")
         return report
     trace = abstract_connection(connection, side)
+    far = _capture_far_from(connection, side)
+    if far:
+        report.notes.append(far)
     report.notes.extend(trace.notes)
     report.inferred = sum(1 for item in trace.items if item.frame is None)
     verdict, divergence, final, fed = judge_trace(trace)
