@@ -187,6 +187,22 @@ def test_data_ack_beyond_what_arrived_is_rejected(tmp_path: Path) -> None:
     assert monitor_capture(pcap, CLIENT).connections[0].verdict == "accepted"
 
 
+def test_peer_segments_after_a_reset_are_left_out_but_ours_are_judged(tmp_path: Path) -> None:
+    c = Conversation()
+    c.handshake()
+    c.data(0, "c", 300)
+    c.send(0, "c", A | R, (MpFastclose(KEY_S), MpTcpRst(0)))  # we abort ...
+    in_flight = c.data(0, "s", 400)  # ... while the server's data is on its way
+    c.send(0, "c", R)  # answered with a plain RST (RFC 9293 3.10.7.1)
+    pcap = c.write(tmp_path / "late.pcap")
+    report = monitor_capture(pcap, CLIENT)
+    assert report.connections[0].verdict == "accepted", report.text()
+    assert any(f": {in_flight}" in note for note in report.connections[0].notes)
+    planted = c.data(0, "c", 100)  # but our own data after our RST is a bug
+    report = monitor_capture(c.write(tmp_path / "late2.pcap"), CLIENT)
+    assert report.connections[0].divergence.packet == planted
+
+
 def test_a_join_with_a_wrong_hmac_must_not_be_used(tmp_path: Path) -> None:
     c = Conversation()
     c.handshake()
@@ -323,3 +339,23 @@ def test_linux_to_linux_captures_are_accepted_from_both_ends(
         # MPJoinSynTx at all); that capture is judged too, then the run is repeated
     for expected in EXPECTED_LABELS[name]:
         assert expected in shown, f"{expected} not in the {name} capture:\n{shown}"
+
+
+@pytest.mark.netns
+def test_a_delayed_link_capture_is_judged_from_the_side_it_was_taken_on(tmp_path: Path) -> None:
+    """10 ms each way through our userspace link: the client aborts while the server's
+    data is in flight; that data arrives after the client's RST (left out, noted) and the
+    client is judged conforming. Seen from the server, capture order is not its order:
+    the report says so."""
+    from impl.lab.topology import PathSpec
+    from model_checks.conformance.linux_pair import LinuxPair, run_scenario
+
+    pcap = tmp_path / "delayed.pcap"
+    with LinuxPair(paths=1, link=PathSpec(delay=0.01)) as pair:
+        outputs = run_scenario(pair, "fastclose_while_receiving", pcap)
+    assert outputs["capture_dropped"] == 0
+    client = monitor_capture(pcap, "198.18.1.2").connections[0]
+    assert client.verdict == "accepted", client
+    assert any("received after their subflow was reset" in note for note in client.notes)
+    server = monitor_capture(pcap, "198.18.1.1").connections[0]
+    assert any("capture was taken near the client" in note for note in server.notes)

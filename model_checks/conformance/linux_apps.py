@@ -5,7 +5,7 @@
         [--connections N] [--port-offset N]
     python -m model_checks.conformance.linux_apps client --connect ADDR --port P
         [--send N] [--chunks C] [--pause S] [--wait-greeting N] [--linger0-after N]
-        [--ignore-errors] [--connections N]
+        [--linger-pause S] [--ignore-errors] [--connections N]
 
 The server accepts one connection, sends `--greet` bytes, reads until the client's end of
 stream (or, with `--close-unread N`, closes as soon as N bytes arrived: Linux answers
@@ -127,7 +127,7 @@ def client_one(args: argparse.Namespace) -> int:
             sock.sendall(b"c" * piece)
             sent += piece
             if args.linger0_after is not None and sent >= args.linger0_after:
-                time.sleep(0.1)
+                time.sleep(args.linger_pause)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()
                 print(f"client sent {sent} then aborted")
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     connect.add_argument("--linger0-after", type=int, default=None)
     connect.add_argument("--ignore-errors", action="store_true")
     connect.add_argument("--connections", type=int, default=1)
+    connect.add_argument("--linger-pause", type=float, default=0.1,
+                         help="seconds between the last send and the abortive close")
     args = parser.parse_args(argv)
     return server(args) if args.role == "server" else client(args)
 
