@@ -257,6 +257,21 @@ def test_cli_exit_codes_and_json(tmp_path: Path) -> None:
     result = run_cli(str(truncated))
     assert result.returncode == 2 and "truncated" in result.stderr
 
+    from scapy.layers.inet import IP
+    from scapy.utils import PcapNgWriter
+
+    pcapng = tmp_path / "ok.pcapng"
+    writer = PcapNgWriter(str(pcapng))
+    for packet in graceful(Conversation()).packets:
+        writer.write(IP(packet))
+    writer.close()
+    result = run_cli(str(pcapng), "--endpoint", SERVER)
+    assert result.returncode == 0 and "ACCEPTED" in result.stdout, result.stderr
+    cut_ng = tmp_path / "cut.pcapng"
+    cut_ng.write_bytes(pcapng.read_bytes()[:-9])
+    result = run_cli(str(cut_ng))
+    assert result.returncode == 2 and "truncated" in result.stderr, result.stderr
+
     result = run_cli(str(ok), "--endpoint", "not-an-address")
     assert result.returncode == 2 and "does not appear to be an IPv4 or IPv6" in result.stderr
 

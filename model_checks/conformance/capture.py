@@ -23,6 +23,7 @@ Sides of a connection are named "client" (sent the initial SYN) and "server".
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -90,6 +91,32 @@ def read_capture(path: str | os.PathLike[str]) -> CaptureFile:
         read_pcap(filename)  # validates the whole file: format, truncation, link types
     except PcapError as error:
         raise CaptureError(str(error)) from None
+    # scapy only logs a warning for a cut pcapng block: those warnings are errors here
+    warnings = _Warnings()
+    scapy_log = logging.getLogger("scapy.runtime")
+    scapy_log.addHandler(warnings)
+    propagate, scapy_log.propagate = scapy_log.propagate, False
+    try:
+        capture = _read_frames(filename)
+    finally:
+        scapy_log.removeHandler(warnings)
+        scapy_log.propagate = propagate
+    if warnings.messages:
+        raise CaptureError(f"{filename}: corrupt or truncated capture "
+                           f"({warnings.messages[0]})")
+    return capture
+
+
+class _Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _read_frames(filename: str) -> CaptureFile:
     frames: list[Frame] = []
     unparseable: list[Unparseable] = []
     not_ip = not_tcp = total = 0
