@@ -67,6 +67,7 @@ class Divergence:
     enabled: list[str]  # what those states allow ("label[slot]: rules")
     inferred_before: list[str]  # inferred events fed with the packet
     tried: list[str]  # hidden alternatives tried as well
+    rules: list[str] = field(default_factory=list)  # the refused label's rules and guards
 
 
 @dataclass
@@ -142,6 +143,9 @@ def _connection_text(report: ConnectionReport) -> list[str]:
     lines += [f"    {state}" for state in found.states[:SHOWN_STATES]]
     if len(found.states) > SHOWN_STATES:
         lines.append(f"    ... {len(found.states) - SHOWN_STATES} more")
+    if found.rules:
+        lines.append("  the refused label's rules (machine: rule [source states] guard):")
+        lines += [f"    {line}" for line in found.rules]
     lines.append("  enabled there:")
     lines += [f"    {line}" for line in found.enabled]
     return lines
@@ -184,6 +188,18 @@ def _hidden_choices(event: ev.Event) -> tuple[tuple[ev.Event, ...], ...]:
     return tuple(choices)
 
 
+def _rules_of(system: SystemSpec, message: str) -> list[str]:
+    """The rules of the label the monitor refused, with their sources and guard texts,
+    so a reader sees which condition failed."""
+    label = message.split("inferred ")[-1].split("[")[0].split("(")[0].strip()
+    lines = []
+    for name, machine in (("connection", system.connection), ("subflow", system.subflow)):
+        for rule in machine.rules_for(label):
+            guard = rule.guard_text or "always"
+            lines.append(f"{name}: {rule.name} [{', '.join(rule.source)}] {guard}")
+    return lines
+
+
 def judge_trace(trace: AbstractTrace) -> tuple[str, Divergence | None, list[str], int]:
     """(verdict, divergence, final states, events fed) of one abstract trace."""
     system = build_system(trace.config)
@@ -214,6 +230,7 @@ def judge_trace(trace: AbstractTrace) -> tuple[str, Divergence | None, list[str]
             return "divergence", Divergence(
                 packet=item.frame, event=_event_text(item.event), message=message,
                 states=verdict.states, enabled=verdict.enabled,
+                rules=_rules_of(system, message),
                 inferred_before=[_event_text(e) for e in inferred],
                 tried=[", ".join(type(e).__name__ for e in choice) for choice in choices],
             ), [], fed + failed_at
