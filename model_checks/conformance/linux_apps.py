@@ -53,6 +53,7 @@ def server(args: argparse.Namespace) -> int:
     listener.bind(("::" if args.ipv6 else "0.0.0.0", args.port + args.port_offset))
     listener.listen(4)
     listener.settimeout(15)
+    print("listening", flush=True)  # the driver starts the client on this line
     if args.port_offset:  # listening elsewhere: the client's SYN is refused
         time.sleep(2)
         print("server listened on another port")

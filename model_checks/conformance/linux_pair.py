@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import subprocess
 import sys
 import time
@@ -151,7 +152,7 @@ class LinuxPair:
         try:
             yield
         finally:
-            time.sleep(0.3)  # the last packets reach the capture
+            time.sleep(0.2)  # the last packets reach the capture
             process.terminate()
             _, tail = process.communicate(timeout=10)
             found = re.search(rb"(\d+) packets? dropped by kernel", tail)
@@ -256,6 +257,17 @@ SCENARIOS = {
 }
 
 
+def _wait_for_line(process: subprocess.Popen[bytes], expected: bytes,
+                   timeout: float = 10.0) -> None:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline() if ready else b""
+    if expected not in line:
+        process.kill()
+        _, err = process.communicate()
+        raise RuntimeError(f"the server did not start: {line!r} {err.decode()[-500:]}")
+
+
 def _expand(pair: LinuxPair, command: str) -> list[str]:
     values = {}
     for path in range(1, pair.paths + 1):
@@ -283,7 +295,7 @@ def run_scenario(pair: LinuxPair, name: str, pcap: Path, timeout: float = 20.0,
     with pair.capture(pcap, capture_on):
         server = pair.app("server", "server", "--port", str(PORT), *ipv6, *plain,
                           *scenario.server_args)
-        time.sleep(0.3)
+        _wait_for_line(server, b"listening")
         client = pair.app("client", "client", "--connect", server_address, "--port",
                           str(PORT), *scenario.client_args)
         if scenario.during:
@@ -299,6 +311,6 @@ def run_scenario(pair: LinuxPair, name: str, pcap: Path, timeout: float = 20.0,
                 out, err = process.communicate()
             outputs[role] = {"code": process.returncode, "out": out.decode(errors="replace"),
                              "err": err.decode(errors="replace")[-2000:]}
-        time.sleep(0.5)  # TIME_WAIT ACKs and late RSTs
+        time.sleep(0.3)  # TIME_WAIT ACKs and late RSTs
     outputs["capture_dropped"] = pair.dropped  # packets tcpdump lost (-1: unknown)
     return outputs
