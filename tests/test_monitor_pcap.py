@@ -403,3 +403,34 @@ def test_captures_our_endpoint_wrote_are_accepted_from_both_ends(
     assert ours.verdict == "accepted", report.text()
     kernel = ours.description.split(" -> ")[1].split(":")[0]
     assert monitor_capture(pcap, kernel).connections[0].verdict == "accepted"
+
+
+@pytest.mark.netns
+def test_a_wrong_data_ack_planted_in_a_linux_capture_is_found(tmp_path: Path) -> None:
+    """The monitor is not vacuous on real captures: Linux's own packets, one DATA_ACK of
+    the client raised by 1000 bytes it never received, rejected at that frame."""
+    from dataclasses import replace
+
+    from model_checks.conformance.capture import read_capture
+    from model_checks.conformance.linux_pair import LinuxPair, run_scenario
+
+    pcap = tmp_path / "linux.pcap"
+    with LinuxPair(paths=1) as pair:
+        run_scenario(pair, "mpc_client_first", pcap)
+    frames = read_capture(pcap).frames
+    client = frames[0].packet.src
+    planted = max(frame.number for frame in frames if frame.packet.src == client and any(
+        isinstance(o, Dss) and o.data_ack is not None for o in frame.packet.tcp.options))
+    with PcapFile(tmp_path / "planted.pcap") as out:
+        for frame in frames:
+            packet = frame.packet
+            tcp = packet.tcp
+            if frame.number == planted:
+                tcp = replace(tcp, options=tuple(
+                    replace(o, data_ack=o.data_ack + 1000) if isinstance(o, Dss) else o
+                    for o in tcp.options))
+            out.write(build_packet(packet.src, packet.dst, tcp, bytes(packet.payload)),
+                      frame.time)
+    report = monitor_capture(tmp_path / "planted.pcap", str(client))
+    assert report.connections[0].divergence.packet == planted, report.text()
+    assert monitor_capture(pcap, str(client)).exit_code == 0  # the original is fine
