@@ -367,23 +367,32 @@ def test_linux_to_linux_captures_are_accepted_from_both_ends(
 
 
 @pytest.mark.netns
-def test_a_delayed_link_capture_is_judged_from_the_side_it_was_taken_on(tmp_path: Path) -> None:
-    """10 ms each way through our userspace link: the client aborts while the server's
-    data is in flight; that data arrives after the client's RST (left out, noted) and the
-    client is judged conforming. Seen from the server, capture order is not its order:
-    the report says so."""
+@pytest.mark.parametrize("name", ["fastclose_while_receiving", "remove_addr"])
+def test_a_delayed_link_capture_is_judged_from_both_ends(name: str, tmp_path: Path) -> None:
+    """10 ms each way through our userspace link, captured on the client's host.
+    fastclose_while_receiving: the client aborts while the server's data is in flight;
+    that data arrives after the client's RST (left out, noted) and the client conforms.
+    Seen from the server, capture order is not its order: packets are put back in the
+    server's order by the one-way delay (said in a note). With a steady delay
+    (remove_addr) the server conforms too; under the queueing of a one-way stream the
+    estimate may not undo every crossing (docs/monitor.md), so there only the note is
+    asserted."""
     from impl.lab.topology import PathSpec
-    from model_checks.conformance.linux_pair import LinuxPair, run_scenario
+    from model_checks.conformance.linux_pair import SCENARIOS, LinuxPair, run_scenario
 
     pcap = tmp_path / "delayed.pcap"
-    with LinuxPair(paths=1, link=PathSpec(delay=0.01)) as pair:
-        outputs = run_scenario(pair, "fastclose_while_receiving", pcap)
+    with LinuxPair(paths=SCENARIOS[name].paths, link=PathSpec(delay=0.01)) as pair:
+        outputs = run_scenario(pair, name, pcap)
     assert outputs["capture_dropped"] == 0
-    client = monitor_capture(pcap, "198.18.1.2").connections[0]
-    assert client.verdict == "accepted", client
-    assert any("received after their subflow was reset" in note for note in client.notes)
+    client_report = monitor_capture(pcap, "198.18.1.2")
+    client = client_report.connections[0]
+    assert client.verdict == "accepted", client_report.text()
     server = monitor_capture(pcap, "198.18.1.1").connections[0]
-    assert any("capture was taken near the client" in note for note in server.notes)
+    assert any("judged in the order the server saw them" in note for note in server.notes)
+    if name == "fastclose_while_receiving":
+        assert any("received after their subflow was reset" in n for n in client.notes)
+    else:
+        assert server.verdict == "accepted", server
 
 
 @pytest.mark.netns

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -243,36 +243,84 @@ def judge_trace(trace: AbstractTrace) -> tuple[str, Divergence | None, list[str]
 
 
 FAR_RTT = 0.002  # seconds of handshake round trip from which capture order misleads
+DELAY_SHARE = 0.9  # of half a handshake round trip, taken as the one-way delay (see below)
 
 
-def _capture_far_from(connection: Connection, side: str) -> str:
-    """A warning when the handshake's timing shows the capture was taken near the other
-    side: SYN -> SYN/ACK takes a round trip where the client captures, SYN/ACK -> third
-    ACK where the server does. Packets are judged in capture order, which is then not the
-    order `side` saw them in (packets cross on the way, and a packet lost after the
-    capture point was never received)."""
-    times: dict[str, float] = {}
-    for frame, slot, sender in connection.packets[:8]:
-        flags = frame.packet.tcp.flags
-        if slot != 0:
-            continue
+def _handshake_rtts(connection: Connection) -> dict[int, tuple[float, float]]:
+    """Per subflow slot: (SYN -> SYN/ACK, SYN/ACK -> third ACK) in seconds. Where the
+    capture runs next to the subflow's initiator the first gap is a round trip and the
+    second about nothing; next to the listener, the other way round."""
+    times: dict[int, dict[str, float]] = {}
+    for frame, slot, _ in connection.packets:
+        flags, seen = frame.packet.tcp.flags, times.setdefault(slot, {})
         if flags & TcpFlags.SYN and not flags & TcpFlags.ACK:
-            times.setdefault("syn", frame.time)
+            seen.setdefault("syn", frame.time)
         elif flags & TcpFlags.SYN:
-            times.setdefault("synack", frame.time)
-        elif "synack" in times and sender == CLIENT:
-            times.setdefault("ack", frame.time)
-    if len(times) < 3:
-        return ""
-    at_client = times["synack"] - times["syn"]
-    at_server = times["ack"] - times["synack"]
-    rtt = max(at_client, at_server)
-    near = CLIENT if at_client > at_server else SERVER
-    if rtt < FAR_RTT or near == side:
-        return ""
-    return (f"the capture was taken near the {near} (handshake round trip "
-            f"{rtt * 1000:.1f} ms seen there): judged in capture order, which is not the "
-            f"order the {side} saw packets in, a divergence may be the capture's")
+            seen.setdefault("synack", frame.time)
+        elif "synack" in seen:
+            seen.setdefault("ack", frame.time)
+    return {slot: (seen["synack"] - seen["syn"], seen["ack"] - seen["synack"])
+            for slot, seen in times.items() if len(seen) == 3}
+
+
+def _least_rtts(connection: Connection, near: str) -> dict[int, float]:
+    """Per subflow: the least time, at the capture point, from a segment the near side
+    sent to the far side's first ACK of it (a round trip; delayed ACKs only add)."""
+    sent: dict[tuple[int, int], float] = {}
+    least: dict[int, float] = {}
+    for frame, slot, sender in connection.packets:
+        tcp = frame.packet.tcp
+        if sender == near:
+            length = len(frame.packet.payload) + int(bool(tcp.flags & (TcpFlags.SYN |
+                                                                      TcpFlags.FIN)))
+            if length:
+                sent.setdefault((slot, (tcp.seq + length) % (1 << 32)), frame.time)
+        elif tcp.flags & TcpFlags.ACK:
+            start = sent.pop((slot, tcp.ack), None)
+            if start is not None:
+                least[slot] = min(least.get(slot, frame.time - start), frame.time - start)
+    return least
+
+
+def _as_seen_by(connection: Connection, side: str) -> tuple[Connection, str]:
+    """The connection's packets in the order `side` saw them, and a note, when the
+    handshake timing shows the capture ran next to the other side.
+
+    There, a packet `side` sent was captured one one-way delay after it was sent, and a
+    packet it received one delay before it arrived, so packets that crossed on the way
+    appear in the wrong order (an MP_CAPABLE ACK repeated "after" a DSS that had not yet
+    arrived). Each packet is placed at its capture time minus (sent by `side`) or plus
+    (received) the subflow's one-way delay, taken as DELAY_SHARE of half its least round
+    trip seen (handshake, or a segment and its first ACK): a little less than the delay,
+    so an answer is never placed before what it answers. Queueing that varies the delay,
+    and packets lost after the capture point, are not undone."""
+    rtts = _handshake_rtts(connection)
+    if 0 not in rtts:
+        return connection, ""
+    at_initiator, at_listener = rtts[0]
+    near = CLIENT if at_initiator > at_listener else SERVER
+    if max(at_initiator, at_listener) < FAR_RTT or near == side:
+        return connection, ""
+    least = _least_rtts(connection, near)
+    for slot, gaps in rtts.items():
+        least[slot] = min(least.get(slot, max(gaps)), max(gaps))
+    delay = {slot: DELAY_SHARE * rtt / 2 for slot, rtt in least.items()}
+    default = delay[0]
+
+    def seen_at(entry: tuple[int, tuple]) -> tuple[float, int]:
+        index, (frame, slot, sender) = entry
+        shift = delay.get(slot, default)
+        return (frame.time - shift if sender == side else frame.time + shift, index)
+
+    ordered = [packet for _, packet in sorted(enumerate(connection.packets), key=seen_at)]
+    moved = sum(1 for a, b in zip(ordered, connection.packets, strict=True) if a is not b)
+    note = (f"the capture was taken near the {near} (handshake round trip "
+            f"{max(rtts[0]) * 1000:.1f} ms): packets are judged in the order the {side} saw "
+            f"them, each moved by its subflow's one-way delay (subflow 0: "
+            f"{default * 1000:.1f} ms; {moved} out of capture order); a divergence may "
+            f"still be the capture's (varying queueing delay, losses after the capture "
+            f"point)")
+    return replace(connection, packets=ordered), note
 
 
 def judge_connection(connection: Connection, side: str | None) -> ConnectionReport:
@@ -281,10 +329,10 @@ def judge_connection(connection: Connection, side: str | None) -> ConnectionRepo
     if side is None:
         report.notes.append("the endpoint takes no part in it")
         return report
-    trace = abstract_connection(connection, side)
-    far = _capture_far_from(connection, side)
+    connection, far = _as_seen_by(connection, side)
     if far:
         report.notes.append(far)
+    trace = abstract_connection(connection, side)
     report.notes.extend(trace.notes)
     report.inferred = sum(1 for item in trace.items if item.frame is None)
     verdict, divergence, final, fed = judge_trace(trace)
