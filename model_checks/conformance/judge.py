@@ -14,6 +14,9 @@ close() or a shutdown() the capture did not show, and an MP_FASTCLOSE an abort, 
 with unread data or the close timer; nothing else is ever inserted, and a packet no
 alternative explains is a divergence.
 
+A capture taken next to the other side (told by the handshake's timing) is put back in
+the judged side's order first, by each subflow's estimated one-way delay (`_as_seen_by`).
+
 Exit status of the command (`CaptureReport.exit_code`): 0 when every judged connection
 is accepted, 1 when one diverges, 2 on bad input (no connection to judge, or packets our
 codec rejects).
