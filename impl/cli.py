@@ -290,9 +290,30 @@ def replay() -> None:
 
 
 @app.command()
-def monitor(pcap: Path = typer.Argument(..., help="Capture to check against the spec.")) -> None:
-    """Check a pcap against the spec from one endpoint's point of view."""
-    _not_built("monitor", "issue: conformance")
+def monitor(
+    pcap: Path = typer.Argument(..., help="Capture to check against the spec."),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="An address of the endpoint to judge (default: the client "
+                                 "of the first connection)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the report here."),
+) -> None:
+    """Check a pcap against the spec from one endpoint's point of view (exit 0 accepted,
+    1 divergence, 2 bad input)."""
+    from model_checks.conformance.capture import CaptureError
+    from model_checks.conformance.judge import monitor_capture, write_json
+
+    try:
+        report = monitor_capture(pcap, endpoint)
+    except (CaptureError, ValueError) as error:
+        from rich.markup import escape
+
+        error_console.print(f"[bold red]mptcp-ref monitor:[/] {escape(str(error))}",
+                            soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+    print(report.text())
+    if json_path is not None:
+        write_json(report, json_path)
+    raise typer.Exit(report.exit_code)
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ NOT_BUILT = [
     ["lab", "run", "--proto", "mptcp", "--peer", "ref", "--size", "1024", "--direction", "up"],
     ["bench"],
     ["replay"],
-    ["monitor", "capture.pcap"],
 ]
 
 
