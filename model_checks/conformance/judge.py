@@ -85,6 +85,26 @@ class ConnectionReport:
     final_states: list[str] = field(default_factory=list)
     inferred: int = 0
     notes: list[str] = field(default_factory=list)
+    # Spec rules the judged side fired, as "connection:<rule>" / "subflow:<rule>":
+    # `fired` in every way the trace can be taken, `maybe_fired` in some way.
+    fired: list[str] = field(default_factory=list)
+    maybe_fired: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RuleFiring:
+    """The rules a judged trace fired (see `spec.monitor.Monitor.fired`)."""
+
+    fired: set[str] = field(default_factory=set)
+    maybe_fired: set[str] = field(default_factory=set)
+
+    def add(self, accepted: list[Monitor]) -> None:
+        """One packet taken by these accepted runs (the plain one and hidden choices):
+        what all of them fired is certain, what any fired is possible."""
+        if not accepted:
+            return
+        self.fired |= set.intersection(*(run.fired for run in accepted))
+        self.maybe_fired |= set.union(*(run.maybe_fired for run in accepted))
 
 
 @dataclass
@@ -203,8 +223,10 @@ def _rules_of(system: SystemSpec, message: str) -> list[str]:
     return lines
 
 
-def judge_trace(trace: AbstractTrace) -> tuple[str, Divergence | None, list[str], int]:
-    """(verdict, divergence, final states, events fed) of one abstract trace."""
+def judge_trace(trace: AbstractTrace, firing: RuleFiring | None = None,
+                ) -> tuple[str, Divergence | None, list[str], int]:
+    """(verdict, divergence, final states, events fed) of one abstract trace; `firing`
+    collects the rules it fired."""
     system = build_system(trace.config)
     states: set[State] = Monitor(system).states
     pending: list[TraceItem] = []
@@ -216,11 +238,15 @@ def judge_trace(trace: AbstractTrace) -> tuple[str, Divergence | None, list[str]
         inferred = [p.event for p in pending]
         plain = _run(system, states, inferred + [item.event])
         reached = set(plain.states) if plain.accepted else set()
+        taken = [plain] if plain.accepted else []
         choices = _hidden_choices(item.event)
         for choice in choices:
             attempt = _run(system, states, inferred + list(choice) + [item.event])
             if attempt.accepted:
                 reached |= attempt.states
+                taken.append(attempt)
+        if firing is not None:
+            firing.add(taken)
         if not reached:
             verdict = plain.verdict
             failed_at = verdict.index if verdict.index is not None else len(inferred)
@@ -326,25 +352,34 @@ def _as_seen_by(connection: Connection, side: str) -> tuple[Connection, str]:
     return replace(connection, packets=ordered), note
 
 
-def judge_connection(connection: Connection, side: str | None) -> ConnectionReport:
+def judge_connection(connection: Connection, side: str | None,
+                     taken_at_endpoint: bool = False) -> ConnectionReport:
+    """`taken_at_endpoint`: the capture is known to come from the judged endpoint's own
+    interface (as our endpoint's TUN captures do), so capture order is its order and the
+    far-side guess is not made (a slow endpoint, e.g. ours under load, answers a SYN late
+    and would look like the far side)."""
     report = ConnectionReport(connection.number, connection.describe(), side,
                               len(connection.packets))
     if side is None:
         report.notes.append("the endpoint takes no part in it")
         return report
-    connection, far = _as_seen_by(connection, side)
-    if far:
-        report.notes.append(far)
+    if not taken_at_endpoint:
+        connection, far = _as_seen_by(connection, side)
+        if far:
+            report.notes.append(far)
     trace = abstract_connection(connection, side)
     report.notes.extend(trace.notes)
     report.inferred = sum(1 for item in trace.items if item.frame is None)
-    verdict, divergence, final, fed = judge_trace(trace)
+    firing = RuleFiring()
+    verdict, divergence, final, fed = judge_trace(trace, firing)
+    report.fired, report.maybe_fired = sorted(firing.fired), sorted(firing.maybe_fired)
     report.verdict, report.divergence, report.events = verdict, divergence, fed
     report.final_states = final[:SHOWN_STATES]
     return report
 
 
-def monitor_capture(path: str | Path, endpoint: str | None = None) -> CaptureReport:
+def monitor_capture(path: str | Path, endpoint: str | None = None,
+                    taken_at_endpoint: bool = False) -> CaptureReport:
     """Judge every connection of the capture at `path` from `endpoint`'s point of view
     (an address of that host; default: the client of the first connection). Raises
     `CaptureError` for a file that is not a readable capture and `ValueError` for an
@@ -357,7 +392,8 @@ def monitor_capture(path: str | Path, endpoint: str | None = None) -> CaptureRep
         address = grouping.connections[0].client[0]
     else:
         address = None
-    reports = [judge_connection(c, None if address is None else endpoint_side(c, address))
+    reports = [judge_connection(c, None if address is None else endpoint_side(c, address),
+                                taken_at_endpoint)
                for c in grouping.connections]
     return CaptureReport(
         file=str(path), endpoint=str(address) if address is not None else "-",
