@@ -205,6 +205,9 @@ class _Player:
         run, connection = self.run, self.connection
         if connection is None or connection.is_closed or len(run.lab.our_addresses) < 2:
             return
+        if self.plan.signal:  # join the address the kernel announced (its endpoint)
+            self._join_announced()
+            return
         self._ensure_fully_established()
         join = connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
         if join is not None:
@@ -260,9 +263,17 @@ class _Player:
         if run.kernel.error is None:
             self.wait(lambda: run.connection is not None, "our accept")
 
+    def _kernel_accepted(self) -> bool:
+        """The kernel listener's accept() happens in its pump: wait for it."""
+        kernel = self.run.kernel
+        if kernel.sock is None and kernel.listener is not None and not self._closed():
+            self.wait(lambda: kernel.sock is not None or kernel.error is not None
+                      or self._closed(), "the kernel's accept")
+        return kernel.sock is not None and kernel.error is None
+
     def _do_kernel_send(self, action: Action) -> None:
         run = self.run
-        if run.kernel.sock is None or run.kernel.error or self._closed():
+        if not self._kernel_accepted() or self._closed():
             return
         self.salt += 1
         wanted = len(run.received) + action.arg
@@ -296,14 +307,20 @@ class _Player:
         run = self.run
         if len(run.lab.kernel_addresses) < 2 or self.connection is None:
             return
-        if self.plan.our_role == "client" and len(self.connection.subflows) < 2:
+        connection = self.connection
+        if self.plan.our_role == "client" and len(connection.subflows) < 2:
             self._join_announced()
+        # MP_PRIO goes out on the subflows of that endpoint's address: wait for one.
+        self.wait(lambda: sum(1 for sf in connection.subflows if sf.usable) >= 2
+                  or connection.is_closed, "a subflow on the kernel's second address")
         run.lab.change_mptcp_endpoint(SIGNAL_ID, backup=True)
         run.run_for(SETTLE)
 
     def _join_announced(self) -> None:
         connection = self.connection
         self._ensure_fully_established()
+        self.wait(lambda: bool(connection.signals.remote_addresses) or connection.is_closed,
+                  "the kernel's ADD_ADDR")
         announced = [address for address, _ in connection.signals.remote_addresses.values()]
         if announced:
             join = connection.add_subflow(self.run.lab.our_addresses[1], remote=announced[0],
