@@ -137,6 +137,7 @@ class InputMixin:
             option = handshake.find_option(options, MpCapable)
             if handshake.acceptable_mp_capable(option) and option.sender_key is not None:
                 self.counters.inc("MPCapableSYNACKRX")
+                self.peer_no_initial_join = option.no_initial_join
                 self._set_remote_key(option.sender_key)
                 self.checksums = self.checksums or option.checksum_required
                 subflow.receiver.checksums = self.checksums
