@@ -3,11 +3,13 @@
 For each trace (every coverage witness of `mptcp-ref check` in `out/witnesses/`, plus
 `--hypothesis N` traces drawn from the spec by Hypothesis):
 
-1. `replay_plan.plan_for` turns it into a script of real actions, or says why no Linux
-   peer can play it (those are listed, not hidden);
+1. `replay_plan.plan_for` turns it into a script of real actions, or says why no peer
+   can play it (those are listed, not hidden);
 2. the script runs in a fresh lab (`impl.lab.scripted`): our endpoint on TUN devices,
    the Linux kernel's socket and `ip mptcp` endpoints as the peer, every packet of our
-   endpoint captured; traces with the same script share one run;
+   endpoint captured; traces with the same script share one run. What Linux never
+   sends (wrong HMACs, a wrong-key MP_FASTCLOSE, MP_FAIL, ...) is played against the
+   scripted packet peer instead (`replay_scripted`, `impl.lab.packet_peer`);
 3. the capture is judged from our endpoint's point of view by the spec monitor
    (`model_checks.conformance`, the same tables and step semantics as the model checks):
    a run is *conformant* when every connection in it is accepted;
@@ -330,7 +332,12 @@ class _Player:
 
 
 def play(plan: Plan, pcap: Path, *, seed: object = 0) -> tuple[list[str], str, list[str]]:
-    """Run `plan` in a fresh lab, capture to `pcap`; (stalls, error, our addresses)."""
+    """Run `plan` in a fresh lab, capture to `pcap`; (stalls, error, our addresses).
+    A `peer="scripted"` plan runs against the packet peer (`replay_scripted`)."""
+    if plan.peer == "scripted":
+        from model_checks.replay_scripted import play_scripted
+
+        return play_scripted(plan, pcap, seed=seed)
     stalls: list[str] = []
     error = ""
     addresses: list[str] = []
