@@ -285,7 +285,9 @@ def _scripted_peer_segment(plan: Plan, event: ev.SegmentReceived, opened: bool) 
         if join is not None:
             plan.paths = max(plan.paths, 2)
             if not opened:
-                kind = "peer_join_unknown_token"  # no connection it could belong to
+                # A join the trace's connection never had a say in: our endpoint
+                # refuses one only after fallback (3.7), so the peer makes us fall back.
+                kind = "peer_join_refused"
             elif plan.our_role == "client":
                 kind = "peer_join_to_client"
             else:
@@ -331,8 +333,14 @@ def _scripted_peer_segment(plan: Plan, event: ev.SegmentReceived, opened: bool) 
     add = options.get("ADD_ADDR")
     if add is not None and not add.echo:
         plan.paths = max(plan.paths, 2)
-        plan.actions.append(Action("peer_announce" if add.hmac_ok else "peer_add_addr_bad_hmac",
-                                   because="ADD_ADDR received"))
+        if plan.actions and plan.actions[-1].kind == "join" and "A" in event.flags:
+            # On the peer's fourth ACK of our join (3.2): armed before the join starts.
+            plan.actions.insert(len(plan.actions) - 1, Action(
+                "peer_add_addr_on_join_ack", int(add.hmac_ok), "ADD_ADDR on the 4th ACK"))
+        else:
+            plan.actions.append(Action("peer_announce" if add.hmac_ok
+                                       else "peer_add_addr_bad_hmac",
+                                       because="ADD_ADDR received"))
     if "REMOVE_ADDR" in options or "MP_PRIO" in options:
         _refuse(plan, "REMOVE_ADDR / MP_PRIO from the peer together with a segment Linux "
                       "never sends: the packet peer does not script those yet")

@@ -194,14 +194,29 @@ class _ScriptedPlayer:
     def _do_peer_join_synack_bad_hmac(self, action: Action) -> None:
         self.peer.arm_join_syn_ack_bad_hmac()
 
+    def _do_peer_join_refused(self, action: Action) -> None:
+        """A join our endpoint must refuse: ours fell back after the peer's infinite
+        mapping (3.7: no more subflows), then the peer joins with our token."""
+        self._do_peer_infinite_mapping(action)
+        self.wait(lambda: self.ours is not None and self.ours.fallback, "our fallback")
+        self._peer_join()
+
+    def _do_peer_add_addr_on_join_ack(self, action: Action) -> None:
+        self.peer.arm_add_addr_on_join_ack(self.run.peer_addresses[1], 7,
+                                           right_hmac=bool(action.arg))
+
     def _do_peer_join_unknown_token(self, action: Action) -> None:
-        self.peer.send_join_syn(self.run.peer_addresses[-1], self.run.our_addresses[-1],
+        # To our first address: the one the replay judges our endpoint by.
+        self.peer.send_join_syn(self.run.peer_addresses[-1], self.run.our_addresses[0],
                                 PORT, UNKNOWN_TOKEN)
         self.run.run_for(SETTLE)
 
     def _crafted(self, send: Callable[[], None]) -> None:
-        if self.theirs is None or self.theirs.remote_key is None:
-            self.stalls.append("the peer has no MPTCP connection to send on")
+        """A segment crafted on the peer's first subflow: once the peer has our key
+        (a listener learns it from the third ACK, 3.1) or fell back to plain TCP."""
+        if not self.wait(lambda: self.theirs is not None and (
+                self.theirs.remote_key is not None or self.theirs.fallback),
+                "the peer knowing our key"):
             return
         send()
         self.run.run_for(SETTLE)

@@ -30,6 +30,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from impl.crypto import add_addr_hmac
 from impl.io.mptcp_host import SimMptcpHost
 from impl.io.pcap import PcapFile
 from impl.io.sim import Datagram
@@ -173,6 +174,30 @@ class PacketPeer:
             return _with_options(segment, lambda o: dataclasses.replace(
                 o, truncated_hmac=o.truncated_hmac ^ 1) if isinstance(o, AddAddr) else None)
         self.arm("ADD_ADDR with a wrong HMAC", rewrite)
+
+    def arm_add_addr_on_join_ack(self, address: str, address_id: int, *,
+                                 right_hmac: bool) -> None:
+        """The first segment the peer sends on a join it accepted after the join's
+        third ACK (the fourth ACK, 3.2) also carries an ADD_ADDR of `address`, its HMAC
+        right or one bit off (3.4.1)."""
+        def rewrite(segment: Segment) -> Segment | None:
+            connection = self.connection
+            if connection is None or connection.remote_key is None \
+                    or segment.flags & (TcpFlags.SYN | TcpFlags.RST):
+                return None
+            joined = {sf.tcp.local_port for sf in connection.subflows
+                      if not sf.initial and sf.tcp.receiver is not None}
+            if segment.header.src_port not in joined:
+                return None
+            hmac = add_addr_hmac(connection.local_key, connection.remote_key, address_id,
+                                 address)
+            option = AddAddr(address_id, ipaddress.ip_address(address),
+                             truncated_hmac=hmac if right_hmac else hmac ^ 1)
+            header = segment.header
+            return Segment(dataclasses.replace(header, options=header.options + (option,)),
+                           segment.payload)
+        self.arm("ADD_ADDR on the join's fourth ACK"
+                 + ("" if right_hmac else " with a wrong HMAC"), rewrite)
 
     def arm_infinite_mapping(self) -> None:
         """The peer's next data segment maps its payload with an infinite mapping
