@@ -375,6 +375,8 @@ def _scripted_our_segment(plan: Plan, event: ev.SegmentSent) -> None:
         plan.actions.append(Action("send", 100, "infinite mapping sent"))
     if "MP_FASTCLOSE" in options and not any(a.kind == "abort" for a in plan.actions):
         plan.actions.append(Action("abort", because="MP_FASTCLOSE sent"))
-    if "R" in event.flags and "MP_FASTCLOSE" not in options \
+    # A RST with MP_TCPRST resets one subflow for a reason of our endpoint's own (3.6:
+    # a bad join HMAC, ...): its reaction, not our application's abort.
+    if "R" in event.flags and "MP_FASTCLOSE" not in options and "MP_TCPRST" not in options \
             and not any(a.kind == "abort" for a in plan.actions):
         plan.actions.append(Action("abort", because="RST sent"))
