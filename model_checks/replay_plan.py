@@ -162,15 +162,43 @@ def _plan(events: list[ev.Event], scripted: bool = False) -> Plan:
                                                "AddressRemoved"))
             case ev.RtoExpired() | ev.CloseTimerExpired() | ev.AddAddrTimerExpired():
                 pass  # our endpoint's own timers: left to it (it fires them when due)
-            case ev.ConnectTimedOut() | ev.LinkDown() | ev.LinkUp():
-                _refuse(plan, f"{type(event).__name__}: a link event the replay does not "
-                              "drive yet (it needs a path held down in the lab)")
+            case ev.ConnectTimedOut():
+                _connect_timeout(plan, event)
+            case ev.LinkDown() | ev.LinkUp():
+                if scripted:
+                    _refuse(plan, f"{type(event).__name__}: link events are played in the "
+                                  "kernel runs only")
+                kind = "link_down" if isinstance(event, ev.LinkDown) else "link_up"
+                plan.actions.append(Action(kind, because=type(event).__name__))
     if plan.our_role == "server" and not any(a.kind == "kernel_connect" for a in plan.actions):
         # A listener with no client shows nothing in a capture: the kernel connects.
         plan.actions.append(Action("kernel_connect", because="a connection to observe"))
     if plan.our_role == "client" and not any(a.kind == "connect" for a in plan.actions):
         plan.actions.insert(0, Action("connect", because="a connection to observe"))
     return plan
+
+
+def _connect_timeout(plan: Plan, event: ev.ConnectTimedOut) -> None:
+    """Our handshake gives up (RFC 9293 3.10.8): its SYN goes to an address on the
+    lab path (the initial subflow's path 1, a join's path 2) that nobody owns, which the
+    kernel's namespace (not a router) drops without a word; the replay waits for our
+    endpoint to drop the subflow. (Holding our link down instead would drop the SYNs
+    before the capture, which is taken after our outbound link.)"""
+    if plan.peer == "scripted":
+        _refuse(plan, "ConnectTimedOut: link events are played in the kernel runs only")
+        return
+    opener = "connect" if event.subflow == 0 else "join"
+    if event.subflow == 0 and plan.our_role == "server":
+        _refuse(plan, "ConnectTimedOut of our server's handshake: the kernel would have to "
+                      "leave our SYN/ACK unanswered, which its socket cannot be told to do")
+        return
+    openings = [index for index, action in enumerate(plan.actions) if action.kind == opener]
+    if not openings:
+        _refuse(plan, "ConnectTimedOut of a subflow the trace never opens")
+        return
+    path = 0 if event.subflow == 0 else 1
+    plan.actions.insert(openings[-1], Action("unanswered", path, "ConnectTimedOut"))
+    plan.actions.append(Action("wait_connect_timeout", event.subflow, "ConnectTimedOut"))
 
 
 def _peer_segment(plan: Plan, event: ev.SegmentReceived, opened: bool) -> None:

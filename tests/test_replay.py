@@ -80,6 +80,27 @@ def test_a_bad_join_hmac_is_replayed_against_the_scripted_packet_peer(tmp_path: 
     assert report.as_json()["witnesses"]["replayed"] == 1
 
 
+def test_a_connect_timeout_is_driven_and_judged_with_the_event_the_replay_saw(tmp_path):
+    """Our SYN goes where nobody answers; the timeout leaves no packet, so the judge is
+    told when it happened. Told too early (before the SYNs), the monitor refuses."""
+    from model_checks.conformance.capture import read_capture
+    from model_checks.replay import RunResult
+    from model_checks.replay_judge import judge_run
+    from spec import events as ev
+
+    events = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)),
+              ev.ConnectTimedOut(0)]
+    report = replay({"timeout": events}, {"timeout": "subflow:sf_connect_timeout"}, tmp_path)
+    [run] = report.runs
+    assert run.conformant, (run.plan, run.divergence, run.error, run.stalls)
+    assert {"subflow:sf_connect_timeout",
+            "connection:conn_connect_timeout_closes_connection"} <= run.fired
+    first_syn = read_capture(run.pcap).frames[0].time  # the retransmitted SYN comes later
+    early = RunResult("early", run.pcap, [])
+    judge_run(early, Path(run.pcap), "198.18.1.2", [(first_syn, ev.ConnectTimedOut(0))])
+    assert not early.conformant and "send_syn_mpc" in early.divergence  # a SYN after it
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "impl.cli", "replay", *args],
                           capture_output=True, text=True, timeout=300)

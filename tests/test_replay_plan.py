@@ -83,14 +83,20 @@ def test_a_join_from_our_server_is_played_with_the_roles_swapped():
     assert kinds(plan)[0] == "connect" and "join" in kinds(plan)
 
 
-def test_link_events_the_replay_cannot_drive_are_named_and_own_timers_left_alone():
+def test_link_events_are_driven_and_own_timers_left_alone():
     opening = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),))]
     plan = plan_for([*opening, ev.ConnectTimedOut(0)])
-    assert plan.unexercisable is not None and "ConnectTimedOut" in plan.unexercisable
-    plan = plan_for([ev.LinkDown(0)])
-    assert plan.unexercisable is not None and "LinkDown" in plan.unexercisable
+    assert plan.unexercisable is None and plan.peer == "kernel"
+    # the SYN goes to an address nobody answers, then the replay waits for the timeout
+    assert kinds(plan) == ["unanswered", "connect", "wait_connect_timeout"]
     plan = plan_for([*opening, ev.RtoExpired(0)])
     assert plan.unexercisable is None and kinds(plan) == ["connect"]
+    assert kinds(plan_for([ev.LinkDown(0)])) == ["connect", "link_down"]
+    # a timeout of our server's SYN/ACK: the kernel cannot be told to leave it unanswered
+    server = [ev.AppListen(), ev.SegmentReceived(0, "S", options=(ev.MpCapable(0),)),
+              ev.SegmentSent(0, "SA", options=(ev.MpCapable(1),)), ev.ConnectTimedOut(0)]
+    plan = plan_for(server)
+    assert plan.unexercisable is not None and "ConnectTimedOut" in plan.unexercisable
 
 
 def test_a_listener_alone_still_gets_a_connection_to_observe():
