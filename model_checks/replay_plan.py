@@ -16,8 +16,9 @@ is a list of spec events seen from our endpoint. Its controllable events become 
 Some events no Linux peer can be made to show (a wrong HMAC, a join to a client, a
 checksum failure it would have to invent). Such a trace becomes a plan with
 `peer="scripted"`: the peer is `impl.lab.packet_peer.PacketPeer` (our own stack plus
-scripted odd segments), and the `peer_*` actions tell it what odd thing to send. What no
-peer can play (link events, an expiring timer of ours the test cannot wait for) stays
+scripted odd segments), and the `peer_*` actions tell it what odd thing to send. Link
+events are lab actions (`link_down`, `link_up`; `unanswered` sends a handshake where
+nobody answers, then `wait_connect_timeout`). What no peer can play stays
 `unexercisable` with the reason; the replay report lists it.
 """
 
