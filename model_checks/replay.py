@@ -74,7 +74,7 @@ class RunResult:
 class ReplayReport:
     runs: list[RunResult]
     rules: list[str]  # every rule of the spec, as "machine:rule"
-    unexercisable: dict[str, str]  # trace name -> why no Linux peer can play it
+    unexercisable: dict[str, str]  # trace name -> why no peer can play it
     witnesses: dict[str, str]  # trace name -> the rule it witnesses (coverage witnesses)
 
     @property
@@ -516,8 +516,10 @@ def run_replay_command(traces_dir: Path, hypothesis: int, json_path: Path | None
                       str(len(run.fired)), f"{run.seconds:.1f}")
     console.print(table)
     rules = data["rules"]
-    console.print(f"runs: {data['runs']}, conformant: {data['conformant']}; traces: "
-                  f"{len(traces)} ({len(report.unexercisable)} not playable by a Linux peer)")
+    scripted = sum(1 for run in report.runs if "scripted packet peer" in run.plan)
+    console.print(f"runs: {data['runs']} ({scripted} against the scripted packet peer), "
+                  f"conformant: {data['conformant']}; traces: {len(traces)} "
+                  f"({len(report.unexercisable)} not playable)")
     console.print(f"spec rules exercised by real runs: {rules['exercised_real']}/"
                   f"{rules['total']}; witnesses replayed: {data['witnesses']['replayed']}/"
                   f"{data['witnesses']['total']}")
