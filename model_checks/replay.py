@@ -202,9 +202,23 @@ class _Player:
         self.wait(lambda: len(self.run.kernel.received) >= wanted or self._closed(),
                   "the kernel reading our data")
 
+    def _app_call(self, event: ev.Event) -> None:
+        """Log a call of our application for the judge (no capture shows it)."""
+        self.known.append((time.time(), event))
+
     def _do_close(self, action: Action) -> None:
+        self._close(ev.AppClose())
+
+    def _do_shutdown(self, action: Action) -> None:
+        """shutdown(SHUT_WR): the core's close() queues the DATA_FIN (App. D M_CLOSE) and
+        the connection still reads, as `impl.api`'s shutdown does; a later close() of the
+        same connection changes nothing on the wire."""
+        self._close(ev.AppShutdown())
+
+    def _close(self, call: ev.Event) -> None:
         if self.connection is None:
             return
+        self._app_call(call)
         self.connection.close()
         self.wait(lambda: self.run.kernel.eof or self._closed() or self.run.kernel.error,
                   "the kernel seeing our DATA_FIN")
@@ -212,8 +226,18 @@ class _Player:
     def _do_abort(self, action: Action) -> None:
         if self.connection is None:
             return
+        self._app_call(ev.AppAbort())
         self.connection.abort()
         self.wait(self._closed, "our abort")
+
+    def app_reads(self) -> list[tuple[float, ev.Event]]:
+        """accept() and the reads the lab made for our application, as events."""
+        run = self.run
+        calls: list[tuple[float, ev.Event]] = [(when, ev.AppRecv(count))
+                                               for when, count in run.reads]
+        if run.accepted_at is not None:
+            calls.append((run.accepted_at, ev.AppAccept()))
+        return calls
 
     def _do_join(self, action: Action) -> None:
         run, connection = self.run, self.connection
@@ -404,7 +428,7 @@ def play(plan: Plan, pcap: Path, *, seed: object = 0,
             error = traceback.format_exc(limit=4)
         stalls = player.stalls
         if known is not None:
-            known.extend(player.known)
+            known.extend(player.known + player.app_reads())
     return stalls, error, addresses
 
 
@@ -465,7 +489,9 @@ def replay(traces: dict[str, list[ev.Event]], witnesses: dict[str, str], out: Pa
         stalls, error, addresses = play(plan, pcap, seed=f"replay{index}", known=known)
         result.stalls, result.error = stalls, error
         if addresses:
-            judge_run(result, pcap, addresses[0], known)
+            # the kernel runs log every call of our application (`_Player`)
+            judge_run(result, pcap, addresses[0], known,
+                      app_calls_known=plan.peer == "kernel")
         result.seconds = time.monotonic() - started
         runs.append(result)
     return ReplayReport(runs, all_rules(), unexercisable, witnesses)

@@ -140,8 +140,10 @@ def _plan(events: list[ev.Event], scripted: bool = False) -> Plan:
                 pass  # the runner reads whatever arrives
             case ev.AppSend(bytes=count):
                 plan.actions.append(Action("send", count, "AppSend"))
-            case ev.AppShutdown() | ev.AppClose():
-                plan.actions.append(Action("close", because=type(event).__name__))
+            case ev.AppShutdown():
+                plan.actions.append(Action("shutdown", because="AppShutdown"))
+            case ev.AppClose():
+                plan.actions.append(Action("close", because="AppClose"))
             case ev.AppAbort():
                 plan.actions.append(Action("abort", because="AppAbort"))
             case ev.SegmentReceived():
