@@ -220,6 +220,7 @@ class _Player:
             return
         self._app_call(call)
         self.connection.close()
+        self._kernel_accepted()
         self.wait(lambda: self.run.kernel.eof or self._closed() or self.run.kernel.error,
                   "the kernel seeing our DATA_FIN")
 
@@ -351,7 +352,7 @@ class _Player:
 
     def _do_kernel_close(self, action: Action) -> None:
         run = self.run
-        if run.kernel.sock is None or run.kernel.error:
+        if not self._kernel_accepted():
             return
         run.kernel.shutdown_write()
         self.wait(lambda: (self.connection is not None and self.connection.peer_closed)

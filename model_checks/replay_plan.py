@@ -128,24 +128,29 @@ def _plan(events: list[ev.Event], scripted: bool = False) -> Plan:
         plan.our_role = "server"
     slots = {event.subflow for event in events if hasattr(event, "subflow")}
     plan.paths = min(MAX_PATHS, max(slots, default=0) + 1)
-    opened = False
+    opened = app_opened = False
     for event in events:
         match event:
             case ev.AppListen():
                 plan.actions.append(Action("listen", because="AppListen"))
+                app_opened = True
             case ev.AppConnect():
                 plan.actions.append(Action("connect", because="AppConnect"))
-                opened = True
+                opened = app_opened = True
             case ev.AppAccept() | ev.AppRecv():
                 pass  # the runner reads whatever arrives
             case ev.AppSend(bytes=count):
                 plan.actions.append(Action("send", count, "AppSend"))
-            case ev.AppShutdown():
-                plan.actions.append(Action("shutdown", because="AppShutdown"))
-            case ev.AppClose():
-                plan.actions.append(Action("close", because="AppClose"))
-            case ev.AppAbort():
-                plan.actions.append(Action("abort", because="AppAbort"))
+            case ev.AppShutdown() | ev.AppClose() | ev.AppAbort():
+                kind = {ev.AppShutdown: "shutdown", ev.AppClose: "close",
+                        ev.AppAbort: "abort"}[type(event)]
+                if not app_opened:
+                    # A call on a connection that is over (the spec's CLOSED): ours is
+                    # opened for the capture, so it is first shut down (aborted), and
+                    # the call then finds it over, as the trace's does.
+                    first = "abort" if kind == "abort" else "shutdown"
+                    plan.actions.append(Action(first, because="a connection that is over"))
+                plan.actions.append(Action(kind, because=type(event).__name__))
             case ev.SegmentReceived():
                 if scripted:
                     _scripted_peer_segment(plan, event, opened)
