@@ -169,6 +169,11 @@ class _Player:
             # replay waits well under a second instead of minutes.
             run.config = replace(run.config, tcp=replace(
                 run.config.tcp, syn_retries=SYN_RETRIES, initial_rto=SYN_RTO))
+        if any(action.kind == "wait_time_wait" for action in plan.actions):
+            # TIME-WAIT (2 MSL, RFC 9293 3.6; 60 s here as in Linux) cut to a few seconds
+            # so a replay can wait it out
+            run.config = replace(run.config, tcp=replace(run.config.tcp,
+                                                         time_wait=TIME_WAIT_WAIT))
         if plan.kernel_joins:
             for index, address in enumerate(run.lab.kernel_addresses[1:], start=2):
                 run.lab.mptcp_endpoint(address, FLAG_SUBFLOW, endpoint_id=index,
@@ -238,6 +243,8 @@ class _Player:
                                                for when, count in run.reads]
         if run.accepted_at is not None:
             calls.append((run.accepted_at, ev.AppAccept()))
+        # our subflows' TIME-WAIT timers that ran out (TIME_WAIT_WAIT in a replay)
+        calls += [(when, ev.TimeWaitExpired(index)) for when, index in run.time_waits_over]
         return calls
 
     def _do_join(self, action: Action) -> None:

@@ -74,6 +74,9 @@ class ScriptedRun:
     # a replay gives them to the judge, as no capture shows them.
     reads: list[tuple[float, int]] = field(default_factory=list)
     accepted_at: float | None = None
+    # (wall-clock time, subflow index) of each subflow of ours whose TIME-WAIT ran out
+    time_waits_over: list[tuple[float, int]] = field(default_factory=list)
+    _in_time_wait: set[int] = field(default_factory=set)
 
     def step(self) -> None:
         self.kernel.pump()
@@ -85,6 +88,12 @@ class ScriptedRun:
         if self.accepted_at is None and connection.established and (
                 connection in self.host.accepted):
             self.accepted_at = time.time()
+        for index, subflow in enumerate(connection.subflows):
+            if subflow.tcp.state.name == "TIME_WAIT":
+                self._in_time_wait.add(index)
+            elif index in self._in_time_wait and subflow.tcp.state.name == "CLOSED":
+                self._in_time_wait.discard(index)
+                self.time_waits_over.append((time.time(), index))
         data = connection.read()
         if data:
             self.received += data
