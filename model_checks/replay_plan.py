@@ -91,6 +91,8 @@ def plan_for(events: list[ev.Event]) -> Plan:
     that has our server open a join (or a join reach our client) is played with the roles
     swapped when that makes it playable: the rules the trace is about are the same."""
     plan = _plan(events)
+    if plan.unexercisable is None:
+        return _with_repeats(events, plan)
     if plan.unexercisable and any(limit in plan.unexercisable for limit in ROLE_LIMITS):
         swapped = _plan(_swap_roles(events))
         if swapped.unexercisable is None:
@@ -103,6 +105,62 @@ def plan_for(events: list[ev.Event]) -> Plan:
             return scripted
         plan.unexercisable = scripted.unexercisable
     return plan
+
+
+# Segments the scripted packet peer can send twice (`impl.lab.packet_peer.REPEATABLE`);
+# a `peer_repeat` action's arg is an index into this tuple.
+REPEAT_KINDS = ("SYN", "SYN/ACK", "MP_JOIN SYN", "MP_JOIN SYN/ACK", "MP_JOIN ACK", "FIN",
+                "DATA_FIN")
+
+
+def _repeat_kind(event: ev.SegmentReceived) -> str | None:
+    options = {option.kind: option for option in event.options}
+    join = "MP_JOIN" in options
+    if "S" in event.flags:
+        if not join and "MP_CAPABLE" not in options:
+            return None  # a plain SYN: the peer speaks MPTCP (its SYNs carry an option)
+        kind = "SYN/ACK" if "A" in event.flags else "SYN"
+        return f"MP_JOIN {kind}" if join else kind
+    if "F" in event.flags:
+        return "FIN"
+    if join:
+        return "MP_JOIN ACK"
+    dss = options.get("DSS")
+    if dss is not None and getattr(dss, "data_fin", False):
+        return "DATA_FIN"
+    return None
+
+
+def repeated_segments(events: list[ev.Event]) -> list[str]:
+    """Kinds of segment the trace receives twice in a row on one subflow (the same
+    flags and options): the spec's *_repeated rules, which a duplicate makes fire."""
+    last: dict[int, ev.SegmentReceived] = {}
+    kinds: list[str] = []
+    for event in events:
+        if not isinstance(event, ev.SegmentReceived):
+            continue
+        before = last.get(event.subflow)
+        last[event.subflow] = event
+        kind = _repeat_kind(event)
+        if before is not None and kind is not None and kind not in kinds \
+                and (before.flags, before.options) == (event.flags, event.options):
+            kinds.append(kind)
+    return kinds
+
+
+def _with_repeats(events: list[ev.Event], plan: Plan) -> Plan:
+    """A trace that receives a segment twice is played against the scripted packet peer,
+    armed from the start to send the next segment of that kind twice (Linux never
+    repeats one unprompted); when that cannot be played, `plan` as it was."""
+    kinds = repeated_segments(events)
+    if not kinds:
+        return plan
+    scripted = _plan(events, scripted=True)
+    if scripted.unexercisable is not None:
+        return plan
+    scripted.actions[:0] = [Action("peer_repeat", REPEAT_KINDS.index(kind),
+                                   f"{kind} received twice") for kind in kinds]
+    return scripted
 
 
 def _swap_roles(events: list[ev.Event]) -> list[ev.Event]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from impl.lab.packet_peer import PacketPeerRun, packet_peer_lab
-from model_checks.replay_plan import Action, Plan
+from model_checks.replay_plan import REPEAT_KINDS, Action, Plan
 
 __all__ = ["play_scripted"]
 
@@ -225,6 +225,9 @@ class _ScriptedPlayer:
             return
         send()
         self.run.run_for(SETTLE)
+
+    def _do_peer_repeat(self, action: Action) -> None:
+        self.peer.arm_repeat(REPEAT_KINDS[action.arg])
 
     def _do_peer_fastclose(self, action: Action) -> None:
         self._crafted(lambda: self.peer.send_fastclose(right_key=True))
