@@ -18,7 +18,8 @@ For each trace (every coverage witness of `mptcp-ref check` in `out/witnesses/`,
    replayed when its run is conformant and fired the rule it witnesses.
 
 The JSON report: `{"runs": N, "conformant": N, "rules": {"total": N, "exercised_real":
-N, "unexercisable": [{rule, reason}], "not_exercised": [...]}, "witnesses": {...},
+N, "unexercisable": [{rule, reason}], "not_exercised": [{rule, group, reason}]},
+"witnesses": {...},
 "failures": [...]}`.
 """
 
@@ -35,6 +36,7 @@ from typing import Any
 
 from impl.lab.scripted import FLAG_SUBFLOW, PORT, ScriptedRun, scripted_lab
 from model_checks.replay_plan import Action, Plan, plan_for
+from model_checks.replay_reasons import not_exercised_reason
 from spec import events as ev
 from spec.system import SYSTEM
 from spec.trace import TraceError, load_trace
@@ -88,7 +90,7 @@ class ReplayReport:
             rule = self.witnesses.get(name)
             if rule and rule not in exercised:
                 by_rule_reason.setdefault(rule, reason)
-        not_exercised = sorted(set(self.rules) - exercised - set(by_rule_reason))
+        missing = sorted(set(self.rules) - exercised - set(by_rule_reason))
         witness_status = {}
         run_of = {trace: run for run in self.runs for trace in run.traces}
         for name, rule in sorted(self.witnesses.items()):
@@ -104,6 +106,15 @@ class ReplayReport:
             else:
                 status = "run conformant, rule not fired"
             witness_status[name] = status
+        witness_of = {rule: name for name, rule in self.witnesses.items()}
+        not_exercised = []
+        for rule in missing:
+            name = witness_of.get(rule)
+            run = run_of.get(name) if name else None
+            group, reason = not_exercised_reason(
+                rule, witness_status.get(name) if name else None,
+                run.plan if run is not None else None)
+            not_exercised.append({"rule": rule, "group": group, "reason": reason})
         return {
             "runs": len(self.runs),
             "conformant": sum(1 for run in self.runs if run.conformant),
@@ -559,6 +570,12 @@ def run_replay_command(traces_dir: Path, hypothesis: int, json_path: Path | None
                   f"{data['witnesses']['total']}")
     for entry in rules["unexercisable"]:
         console.print(f"  unexercisable {entry['rule']}: {entry['reason']}", highlight=False)
+    groups: dict[str, int] = {}
+    for entry in rules["not_exercised"]:
+        groups[entry["group"]] = groups.get(entry["group"], 0) + 1
+    console.print(f"not exercised: {len(rules['not_exercised'])} rule(s), by reason:")
+    for group, count in sorted(groups.items(), key=lambda pair: -pair[1]):
+        console.print(f"  {count:3d}  {group}", highlight=False)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,83 @@
+"""Why a spec rule was not exercised by any conformant real run of `mptcp-ref replay`.
+
+`not_exercised_reason` gives each such rule a reason: first what is known of our
+endpoint and the lab for the rule's family (`FAMILIES`, checked in order), then what
+the replay saw of the rule's coverage witness (its script, and whether its run was
+conformant or took another way the spec allows). The report groups rules by the
+family's short name (`group`).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["FAMILIES", "not_exercised_reason"]
+
+# (group, rule-name pattern, reason): the first match applies
+FAMILIES: tuple[tuple[str, str, str], ...] = (
+    ("never ABORTING with a live subflow",
+     r"connection:conn_aborting_ignores_|connection:conn_fastclose_received_aborting",
+     "our endpoint resets every subflow at once when it aborts or takes an MP_FASTCLOSE "
+     "(3.5), so it is never ABORTING with a live subflow a later segment could arrive on"),
+    ("retransmission timer",
+     r"subflow:sf_rto$|_retransmit",
+     "needs our retransmission timer to fire: the lab's paths lose nothing, and holding "
+     "a path down for exactly one RTO is timing-dependent (not played)"),
+    ("reordering",
+     r"out_of_order|fills_hole",
+     "needs data reordered at the data level (across paths or inside a subflow): the "
+     "lab's paths deliver in order"),
+    ("connection timers not waited out",
+     r"conn_close_timeout|conn_timeout_without_subflows|conn_add_addr_timeout",
+     "needs a connection-level timer of ours to run out (the close timeout, the ADD_ADDR "
+     "retransmission limit): not waited out in a replay"),
+    ("listener without a packet",
+     r"conn_close_listen|conn_abort_listen",
+     "a listener closed or aborted before any SYN leaves no packet: the capture holds "
+     "no connection to judge the call on"),
+    ("our close() never aborts",
+     r"conn_close_unread_data",
+     "the lab reads every byte as it arrives, and our close() always queues a DATA_FIN "
+     "(never an MP_FASTCLOSE)"),
+    ("close() during the handshake",
+     r"conn_close_handshake",
+     "the runner's connect waits for the handshake to finish, so close() is never "
+     "called in SYN_SENT / SYN_RECEIVED"),
+    ("TIME-WAIT with the connection alive",
+     r"connection:conn_time_wait_expired$",
+     "needs one subflow's TIME-WAIT to run out while the connection lives on over "
+     "another subflow: no witness script does that"),
+    ("our SYN always has MP_CAPABLE",
+     r"subflow:sf_connect_plain|conn_syn_without_mpc_sent",
+     "the replay never runs our endpoint as a plain TCP client: its SYN always carries "
+     "MP_CAPABLE"),
+    ("duplicate not played",
+     r"_repeated$",
+     "needs the peer to send the same segment twice: Linux never repeats one unprompted "
+     "and the scripted packet peer repeats only a SYN, SYN/ACK, MP_JOIN SYN/SYN-ACK/ACK, "
+     "FIN or DATA_FIN it sends itself, which this witness's script does not arm (or "
+     "the duplicate came where the rule does not apply)"),
+)
+
+
+def not_exercised_reason(rule: str, witness_status: str | None, script: str | None
+                         ) -> tuple[str, str]:
+    """(group, reason) for a rule no conformant run fired. `witness_status`: what
+    became of the rule's coverage witness (`ReplayReport.as_json`'s statuses); `script`:
+    the plan its run played."""
+    seen = _witness_text(witness_status, script)
+    for group, pattern, reason in FAMILIES:
+        if re.search(pattern, rule):
+            return group, f"{reason}; {seen}"
+    if witness_status == "run not conformant":
+        return "witness run not conformant", seen
+    return "another allowed way taken", f"{seen}; our endpoint and its peer took " \
+        "another way the spec allows (see the witness's run)"
+
+
+def _witness_text(status: str | None, script: str | None) -> str:
+    if status is None:
+        return "no coverage witness"
+    if script:
+        return f"witness: {status} (script: {script})"
+    return f"witness: {status}"
