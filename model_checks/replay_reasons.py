@@ -51,6 +51,12 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
      r"subflow:sf_connect_plain|conn_syn_without_mpc_sent",
      "the replay never runs our endpoint as a plain TCP client: its SYN always carries "
      "MP_CAPABLE"),
+    ("option stripped on the way",
+     r"plain_ack_before_dss|first_data_without_dss|third_ack_plain_with_data"
+     r"|without_mp_join$",
+     "needs a segment that lost its MPTCP option on the way (a middlebox, 3.7): Linux "
+     "always sends the option there, and the scripted packet peer strips it only from "
+     "SYNs"),
     ("duplicate not played",
      r"_repeated$",
      "needs the peer to send the same segment twice: Linux never repeats one unprompted "
