@@ -145,12 +145,13 @@ def test_our_close_and_shutdown_are_judged_as_the_calls_the_runner_made(tmp_path
     from model_checks.replay_judge import judge_run
     from spec import events as ev
 
-    traces = {"close": [ev.AppConnect(), ev.AppClose()],
-              "shutdown": [ev.AppConnect(), ev.AppShutdown()]}
+    traces = {"close": [ev.AppConnect(), ev.AppSend(3), ev.AppClose()],
+              "shutdown": [ev.AppConnect(), ev.AppSend(3), ev.AppShutdown()]}
     report = replay(traces, {}, tmp_path)
     fired = {name: run.fired for run in report.runs for name in run.traces}
     for run in report.runs:
         assert run.conformant, (run.plan, run.divergence, run.error)
+        assert not run.stalls, (run.plan, run.stalls)  # the kernel saw our DATA_FIN
     assert "connection:conn_close" in fired["close"]
     assert "connection:conn_shutdown" not in fired["close"]
     assert "connection:conn_shutdown" in fired["shutdown"]
