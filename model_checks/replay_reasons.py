@@ -61,9 +61,12 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
      r"_repeated$",
      "needs the peer to send the same segment twice: Linux never repeats one unprompted "
      "and the scripted packet peer repeats only a SYN, SYN/ACK, MP_JOIN SYN/SYN-ACK/ACK, "
-     "FIN or DATA_FIN it sends itself, which this witness's script does not arm (or "
-     "the duplicate came where the rule does not apply)"),
+     "FIN or DATA_FIN it sends itself, two in a row in the witness, which this "
+     "witness's trace does not have"),
 )
+ARMED_REPEAT = ("the scripted packet peer was armed to send the segment twice, but it "
+                "did not reach our endpoint where the rule applies (the peer's stack sends "
+                "no subflow FIN, say, before our side closes too)")
 
 
 def not_exercised_reason(rule: str, witness_status: str | None, script: str | None
@@ -74,6 +77,8 @@ def not_exercised_reason(rule: str, witness_status: str | None, script: str | No
     seen = _witness_text(witness_status, script)
     for group, pattern, reason in FAMILIES:
         if re.search(pattern, rule):
+            if group == "duplicate not played" and script and "peer_repeat" in script:
+                return "duplicate sent, rule not reached", f"{ARMED_REPEAT}; {seen}"
             return group, f"{reason}; {seen}"
     if witness_status == "run not conformant":
         return "witness run not conformant", seen
