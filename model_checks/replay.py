@@ -1,6 +1,7 @@
 """`mptcp-ref replay`: spec traces played over real sockets, and the runs judged by the spec.
 
-For each trace (every coverage witness of `mptcp-ref check` in `out/witnesses/`, plus
+For each trace (every coverage witness of `mptcp-ref check` in `out/witnesses/`, a few
+supplementary traces of duplicates (`replay_plan.supplementary_traces`), plus
 `--hypothesis N` traces drawn from the spec by Hypothesis):
 
 1. `replay_plan.plan_for` turns it into a script of real actions, or says why no peer
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from impl.lab.scripted import FLAG_SUBFLOW, PORT, ScriptedRun, scripted_lab
-from model_checks.replay_plan import Action, Plan, plan_for
+from model_checks.replay_plan import Action, Plan, plan_for, supplementary_traces
 from model_checks.replay_reasons import not_exercised_reason
 from spec import events as ev
 from spec.system import SYSTEM
@@ -538,6 +539,8 @@ def run_replay_command(traces_dir: Path, hypothesis: int, json_path: Path | None
     except (TraceError, ValueError, OSError) as error:
         errors.print(f"[bold red]mptcp-ref replay:[/] {error}", soft_wrap=True)
         return 2
+    if traces:  # an empty folder stays an error
+        traces.update(supplementary_traces())
     if only:
         traces = {name: events for name, events in traces.items() if only in name}
     traces.update(hypothesis_traces(hypothesis, seed=seed))

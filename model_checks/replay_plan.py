@@ -163,6 +163,24 @@ def _with_repeats(events: list[ev.Event], plan: Plan) -> Plan:
     return scripted
 
 
+def supplementary_traces() -> dict[str, list[ev.Event]]:
+    """Spec traces the replay plays besides the coverage witnesses: duplicates where our
+    endpoint can take them (its client a SYN/ACK, its server a SYN, its join an MP_JOIN
+    SYN/ACK). The shortest witnesses of those *_repeated rules receive the duplicate in
+    a state no peer brings about (our server given a SYN/ACK, say)."""
+    syn = ev.SegmentReceived(0, "S", options=(ev.MpCapable(0),))
+    synack = ev.SegmentReceived(0, "SA", options=(ev.MpCapable(1),))
+    opening = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)), synack,
+               ev.SegmentSent(0, "A", options=(ev.MpCapable(2),))]
+    join_synack = ev.SegmentReceived(1, "SA", options=(ev.MpJoin(),))
+    return {
+        "supplement_synack_repeated": opening[:3] + [synack],
+        "supplement_syn_mpc_repeated": [ev.AppListen(), syn, syn],
+        "supplement_join_synack_repeated": opening + [
+            ev.SegmentSent(1, "S", options=(ev.MpJoin(),)), join_synack, join_synack],
+    }
+
+
 def _swap_roles(events: list[ev.Event]) -> list[ev.Event]:
     """The same trace with our endpoint on the other side of the initial handshake."""
     server = any(isinstance(event, ev.AppListen) for event in events)
