@@ -162,18 +162,27 @@ def test_our_close_and_shutdown_are_judged_as_the_calls_the_runner_made(tmp_path
     assert not unexplained.conformant and "data_fin" in unexplained.divergence
 
 
-def test_a_repeated_data_fin_from_the_scripted_peer_fires_the_repeated_rule(tmp_path):
-    """Linux never sends a DATA_FIN twice unprompted; a trace that receives one twice
-    is played against the packet peer, which sends that segment twice."""
+def test_a_repeated_data_fin_or_synack_from_the_scripted_peer_fires_the_repeated_rule(
+        tmp_path):
+    """Linux never sends a DATA_FIN (or SYN/ACK) twice unprompted; a trace that receives
+    one twice is played against the packet peer, which sends that segment twice."""
     from spec import events as ev
 
     data_fin = ev.SegmentReceived(0, "A", options=(ev.Dss(dsn=0, length=1, data_fin=True),))
     events = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)),
               ev.SegmentReceived(0, "SA", options=(ev.MpCapable(1),)), data_fin, data_fin]
-    report = replay({"twice": events}, {"twice": "connection:conn_data_fin_repeated"},
-                    tmp_path)
-    [run] = report.runs
-    assert "scripted packet peer" in run.plan and "peer_repeat" in run.plan
-    assert run.conformant, (run.plan, run.divergence, run.error, run.stalls)
-    assert "connection:conn_data_fin_repeated" in run.fired
+    from model_checks.replay_plan import supplementary_traces
+
+    synack_twice = supplementary_traces()["supplement_synack_repeated"]
+    report = replay({"twice": events, "synack": synack_twice},
+                    {"twice": "connection:conn_data_fin_repeated"}, tmp_path)
+    assert len(report.runs) == 2
+    for run in report.runs:
+        assert "scripted packet peer" in run.plan and "peer_repeat" in run.plan
+        assert run.conformant, (run.plan, run.divergence, run.error, run.stalls)
+    fired = {name: run.fired for run in report.runs for name in run.traces}
+    assert "connection:conn_data_fin_repeated" in fired["twice"]
+    # our client given its SYN/ACK twice answers the duplicate (RFC 9293 3.10.7.4)
+    assert {"connection:conn_synack_repeated", "subflow:sf_synack_repeated"} <= \
+        fired["synack"]
     assert report.as_json()["witnesses"]["replayed"] == 1
