@@ -116,9 +116,7 @@ REPEAT_KINDS = ("SYN", "SYN/ACK", "MP_JOIN SYN", "MP_JOIN SYN/ACK", "MP_JOIN ACK
 def _repeat_kind(event: ev.SegmentReceived) -> str | None:
     options = {option.kind: option for option in event.options}
     join = "MP_JOIN" in options
-    if "S" in event.flags:
-        if not join and "MP_CAPABLE" not in options:
-            return None  # a plain SYN: the peer speaks MPTCP (its SYNs carry an option)
+    if "S" in event.flags:  # with MP_CAPABLE, MP_JOIN or none (a plain TCP peer)
         kind = "SYN/ACK" if "A" in event.flags else "SYN"
         return f"MP_JOIN {kind}" if join else kind
     if "F" in event.flags:
@@ -165,9 +163,10 @@ def _with_repeats(events: list[ev.Event], plan: Plan) -> Plan:
 
 def supplementary_traces() -> dict[str, list[ev.Event]]:
     """Spec traces the replay plays besides the coverage witnesses: duplicates where our
-    endpoint can take them (its client a SYN/ACK, its server a SYN, its join an MP_JOIN
-    SYN/ACK). The shortest witnesses of those *_repeated rules receive the duplicate in
-    a state no peer brings about (our server given a SYN/ACK, say)."""
+    endpoint can take them (its client a SYN/ACK, its server a SYN, with MP_CAPABLE or
+    from a plain TCP client, its join an MP_JOIN SYN/ACK). The shortest witnesses of those
+    *_repeated rules receive the duplicate in a state no peer brings about (our server
+    given a SYN/ACK, say)."""
     syn = ev.SegmentReceived(0, "S", options=(ev.MpCapable(0),))
     synack = ev.SegmentReceived(0, "SA", options=(ev.MpCapable(1),))
     opening = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)), synack,
@@ -176,6 +175,9 @@ def supplementary_traces() -> dict[str, list[ev.Event]]:
     return {
         "supplement_synack_repeated": opening[:3] + [synack],
         "supplement_syn_mpc_repeated": [ev.AppListen(), syn, syn],
+        # the same from a plain TCP client (3.7: fallback)
+        "supplement_syn_plain_repeated": [ev.AppListen(), ev.SegmentReceived(0, "S"),
+                                          ev.SegmentReceived(0, "S")],
         "supplement_join_synack_repeated": opening + [
             ev.SegmentSent(1, "S", options=(ev.MpJoin(),)), join_synack, join_synack],
     }

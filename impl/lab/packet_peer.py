@@ -86,9 +86,10 @@ def _data_fin(segment: Segment) -> bool:
 # Segment kinds the peer can send twice (`PacketPeer.arm_repeat`), as the spec's
 # *_repeated rules name them: which of the peer's outgoing segments is one.
 REPEATABLE: dict[str, Callable[[Segment], bool]] = {
-    "SYN": lambda s: _flags(s, TcpFlags.SYN, TcpFlags.ACK) and _option(s, MpCapable) is not None,
+    # with MP_CAPABLE, or without when the peer plays plain TCP (`strip_syn_options`)
+    "SYN": lambda s: _flags(s, TcpFlags.SYN, TcpFlags.ACK) and _option(s, MpJoinSyn) is None,
     "SYN/ACK": lambda s: _flags(s, TcpFlags.SYN | TcpFlags.ACK)
-    and _option(s, MpCapable) is not None,
+    and _option(s, MpJoinSynAck) is None,
     "MP_JOIN SYN": lambda s: _flags(s, TcpFlags.SYN, TcpFlags.ACK)
     and _option(s, MpJoinSyn) is not None,
     "MP_JOIN SYN/ACK": lambda s: _option(s, MpJoinSynAck) is not None,
