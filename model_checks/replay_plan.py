@@ -166,7 +166,8 @@ def supplementary_traces() -> dict[str, list[ev.Event]]:
     endpoint can take them (its client a SYN/ACK, its server a SYN, with MP_CAPABLE or
     from a plain TCP client, its join an MP_JOIN SYN/ACK). The shortest witnesses of those
     *_repeated rules receive the duplicate in a state no peer brings about (our server
-    given a SYN/ACK, say)."""
+    given a SYN/ACK, say). And our client's connect timeout, as the witness of those
+    rules may time out our server's handshake instead."""
     syn = ev.SegmentReceived(0, "S", options=(ev.MpCapable(0),))
     synack = ev.SegmentReceived(0, "SA", options=(ev.MpCapable(1),))
     opening = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)), synack,
@@ -178,6 +179,9 @@ def supplementary_traces() -> dict[str, list[ev.Event]]:
         # the same from a plain TCP client (3.7: fallback)
         "supplement_syn_plain_repeated": [ev.AppListen(), ev.SegmentReceived(0, "S"),
                                           ev.SegmentReceived(0, "S")],
+        # our client's handshake timing out (a witness may have our server's instead,
+        # which no peer plays: `_connect_timeout`)
+        "supplement_connect_timeout": opening[:2] + [ev.ConnectTimedOut(0)],
         "supplement_join_synack_repeated": opening + [
             ev.SegmentSent(1, "S", options=(ev.MpJoin(),)), join_synack, join_synack],
     }
