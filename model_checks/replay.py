@@ -293,7 +293,12 @@ class _Player:
         run, connection = self.run, self.connection
         if connection is None or connection.is_closed or len(run.lab.our_addresses) < 2:
             return
-        connection.remove_address(run.lab.our_addresses[1])
+        # Our endpoint signals only once the peer showed it has our key (3.1).
+        self._ensure_fully_established()
+        address = run.lab.our_addresses[1]
+        # the address going away leaves no packet (the spec's path_address_removed)
+        self.known.append((time.time(), ev.AddressRemoved(run.host.address_id(address))))
+        connection.remove_address(address)
         run.run_for(SETTLE)
 
     def _do_backup(self, action: Action) -> None:

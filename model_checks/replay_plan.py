@@ -248,6 +248,7 @@ def _plan(events: list[ev.Event], scripted: bool = False) -> Plan:
                 plan.actions.append(Action("wait_time_wait", event.subflow, "TimeWaitExpired"))
             case ev.AddressAdded() | ev.AddressRemoved():
                 if isinstance(event, ev.AddressRemoved):
+                    plan.paths = max(plan.paths, 2)  # our second address is the one removed
                     plan.actions.append(Action("remove_address", event.address_id,
                                                "AddressRemoved"))
             case ev.RtoExpired() | ev.CloseTimerExpired() | ev.AddAddrTimerExpired():
