@@ -57,6 +57,11 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
      "needs a segment that lost its MPTCP option on the way (a middlebox, 3.7): Linux "
      "always sends the option there, and the scripted packet peer strips it only from "
      "SYNs"),
+    ("fourth ACK of a join always with a DSS",
+     r"subflow:sf_join_fourth_ack(_data|_add_addr|_mp_prio)?$",
+     "the fourth ACK of our joins (3.2) came with a DSS DATA_ACK in the runs "
+     "(sf_join_fourth_ack_dss): neither Linux nor the packet peer's stack sent it bare, "
+     "after data, or with ADD_ADDR / MP_PRIO in our scripts"),
     ("duplicate not played",
      r"_repeated$",
      "needs the peer to send the same segment twice: Linux never repeats one unprompted "
