@@ -167,7 +167,8 @@ def supplementary_traces() -> dict[str, list[ev.Event]]:
     from a plain TCP client, its join an MP_JOIN SYN/ACK). The shortest witnesses of those
     *_repeated rules receive the duplicate in a state no peer brings about (our server
     given a SYN/ACK, say). And our client's connect timeout, as the witness of those
-    rules may time out our server's handshake instead."""
+    rules may time out our server's handshake instead, and the peer's MP_FASTCLOSE on a
+    connection with two subflows."""
     syn = ev.SegmentReceived(0, "S", options=(ev.MpCapable(0),))
     synack = ev.SegmentReceived(0, "SA", options=(ev.MpCapable(1),))
     opening = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)), synack,
@@ -182,9 +183,24 @@ def supplementary_traces() -> dict[str, list[ev.Event]]:
         # our client's handshake timing out (a witness may have our server's instead,
         # which no peer plays: `_connect_timeout`)
         "supplement_connect_timeout": opening[:2] + [ev.ConnectTimedOut(0)],
+        # the peer's MP_FASTCLOSE with two subflows up (3.5): the connection is
+        # ABORTING while the second subflow still takes segments
+        "supplement_fastclose_two_subflows": _joined_prefix() + [
+            ev.SegmentReceived(0, "A", options=(ev.MpFastclose(key_ok=True),))],
         "supplement_join_synack_repeated": opening + [
             ev.SegmentSent(1, "S", options=(ev.MpJoin(),)), join_synack, join_synack],
     }
+
+
+def _joined_prefix() -> list[ev.Event]:
+    """The JOIN scenario up to our join's third ACK."""
+    from spec.scenarios import JOIN
+
+    events = list(JOIN.events)
+    end = max(index for index, event in enumerate(events)
+              if isinstance(event, ev.SegmentSent) and event.subflow == 1
+              and event.flags == "A" and any(o.kind == "MP_JOIN" for o in event.options))
+    return events[:end + 1]
 
 
 def _swap_roles(events: list[ev.Event]) -> list[ev.Event]:

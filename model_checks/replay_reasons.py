@@ -16,7 +16,7 @@ __all__ = ["FAMILIES", "not_exercised_reason"]
 # (group, rule-name pattern, reason): the first match applies
 FAMILIES: tuple[tuple[str, str, str], ...] = (
     ("never ABORTING with a live subflow",
-     r"connection:conn_aborting_ignores_|connection:conn_fastclose_received_aborting",
+     r"connection:conn_aborting_ignores_",
      "our endpoint resets every subflow at once when it aborts or takes an MP_FASTCLOSE "
      "(3.5), so it is never ABORTING with a live subflow a later segment could arrive on"),
     ("retransmission timer",
