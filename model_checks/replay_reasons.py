@@ -15,10 +15,12 @@ __all__ = ["FAMILIES", "not_exercised_reason"]
 
 # (group, rule-name pattern, reason): the first match applies
 FAMILIES: tuple[tuple[str, str, str], ...] = (
-    ("never ABORTING with a live subflow",
+    ("only MP_FASTCLOSE arrives while ABORTING",
      r"connection:conn_aborting_ignores_",
-     "our endpoint resets every subflow at once when it aborts or takes an MP_FASTCLOSE "
-     "(3.5), so it is never ABORTING with a live subflow a later segment could arrive on"),
+     "no such segment arrives while our connection is ABORTING: when our endpoint "
+     "aborts it resets every subflow at once (3.5), and after Linux's MP_FASTCLOSE only "
+     "its MP_FASTCLOSE on the other subflows follows (conn_fastclose_received_aborting "
+     "fires), nothing else"),
     ("retransmission timer",
      r"subflow:sf_rto$|_retransmit",
      "needs our retransmission timer to fire: the lab's paths lose nothing, and holding "
