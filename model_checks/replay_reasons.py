@@ -23,8 +23,10 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
      "fires), nothing else"),
     ("retransmission timer",
      r"subflow:sf_rto$|_retransmit",
-     "needs our retransmission timer to fire: the lab's paths lose nothing, and holding "
-     "a path down for exactly one RTO is timing-dependent (not played)"),
+     "needs a retransmission by our endpoint past the handshake (an unanswered SYN is "
+     "played: sf_syn_mpc_retransmit): the lab's paths lose nothing, and holding a path "
+     "down for one RTO is timing-dependent (not played); sf_rto also needs the timer's "
+     "expiry itself, which no capture shows and the runs do not log"),
     ("reordering",
      r"out_of_order|fills_hole",
      "needs data reordered at the data level (across paths or inside a subflow): the "
