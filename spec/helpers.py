@@ -46,8 +46,12 @@ MAY_SEND_DATA = ("ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT_1", "CLOSING", "LAST_ACK
 APP_MAY_WRITE = ("ESTABLISHED", "CLOSE_WAIT")
 # Our DATA_FIN is queued (the app closed): Appendix D states after M_CLOSE.
 DATA_FIN_QUEUED = ("FIN_WAIT_1", "CLOSING", "LAST_ACK")
-# New subflows may be created (this endpoint may still exchange data).
-JOINABLE = ("ESTABLISHED", "CLOSE_WAIT")
+# New subflows may be created: until our DATA_FIN is acknowledged the data written before
+# close() may still need a path (RFC 8684 3.3.3 asks for subflows to be closed only once
+# the DATA_FIN is acknowledged, and nothing forbids opening one before). These are the
+# states of MAY_SEND_DATA. (Linux opens and accepts joins in ESTABLISHED only; the RFC
+# leaves it open.)
+JOINABLE = MAY_SEND_DATA
 
 
 def live(subflow: MachineView) -> Value:
