@@ -26,6 +26,7 @@ from spec.helpers import (
     CONNECTION_STATES,
     DATA_FIN_QUEUED,
     MAY_SEND_DATA,
+    SF_FIN_SENT,
     SF_RECV_DATA_OR_JOINING,
     SYNCED,
     flag,
@@ -34,11 +35,17 @@ from spec.helpers import (
     rule,
     set_flag,
 )
-from spec.logic import And, If, Max, Not, Or, Value
+from spec.logic import And, If, Implies, Max, Not, Or, Value
 
 
 def _end(view: SystemView) -> Value:
     return view.p.dsn + view.p.bytes
+
+
+def _no_new_data_after_subflow_fin(view: SystemView) -> Value:
+    """After this subflow's FIN only what was already sent at the data level goes out
+    on it again (RFC 9293: a FIN is the last thing in the subflow's sequence space)."""
+    return Implies(view.sf.in_(*SF_FIN_SENT), _end(view) <= view.conn.snd_nxt)
 
 
 def _within_peer_fin(view: SystemView) -> Value:
@@ -134,13 +141,15 @@ def data_rules() -> list[Rule]:
     sending = [
         rule("conn_send_data", MAY_SEND_DATA, "send_data", None,
              lambda v: And(Not(v.conn.fallback), v.conn.peer_key, Not(v.conn.fail_rcvd),
-                           v.p.bytes >= 1, _end(v) <= v.conn.written),
+                           v.p.bytes >= 1, _end(v) <= v.conn.written,
+                           _no_new_data_after_subflow_fin(v)),
              lambda v: {"snd_nxt": Max(v.conn.snd_nxt, _end(v))}, rfc="3.3.1",
              when="written data, no fallback",
              doc="Data the app wrote goes out with a DSS mapping, on any subflow, new or "
                  "retransmitted (reinjected) elsewhere."),
         rule("conn_send_data_plain", MAY_SEND_DATA, "send_data_plain", None,
-             lambda v: And(v.p.bytes >= 1, _end(v) <= v.conn.written),
+             lambda v: And(v.p.bytes >= 1, _end(v) <= v.conn.written,
+                           _no_new_data_after_subflow_fin(v)),
              lambda v: {"snd_nxt": Max(v.conn.snd_nxt, _end(v))}, rfc="3.3.1",
              when="written data",
              doc="Data without a mapping on this segment: covered by an earlier mapping, "

@@ -24,6 +24,8 @@ SF_SYNCHRONIZED = (
     "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK",
 )
 SF_SEND_DATA = ("ESTABLISHED", "CLOSE_WAIT")  # TCP may still send payload
+# Our FIN is sent, not yet acknowledged: TCP still retransmits the payload before it.
+SF_FIN_SENT = ("FIN_WAIT_1", "CLOSING", "LAST_ACK")
 SF_RECV_DATA = ("ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2")  # the peer may still send payload
 # A joining subflow waiting for its fourth ACK becomes ESTABLISHED on the first segment
 # from the peer, whose payload/options are then processed as in ESTABLISHED.

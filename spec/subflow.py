@@ -23,6 +23,7 @@ from __future__ import annotations
 from spec.core import Config, MachineSpec, Rule, SystemView, Variable
 from spec.helpers import (
     JOINABLE,
+    SF_FIN_SENT,
     SF_LIVE,
     SF_RECV_DATA,
     SF_SEND_DATA,
@@ -270,6 +271,14 @@ def _synchronized_rules() -> list[Rule]:
          "Payload with its DSS mapping."),
         ("sf_send_data_plain", "send_data_plain", SF_SEND_DATA, None, "3.3.1",
          "Payload without a DSS mapping on this segment (an earlier mapping or fallback)."),
+        ("sf_send_data_after_fin", "send_data", SF_FIN_SENT, None, "RFC 9293 3.6",
+         "Payload sent before this subflow's FIN is retransmitted after it (the FIN "
+         "follows it in sequence space); the connection table keeps it to data already "
+         "sent."),
+        ("sf_send_data_plain_after_fin", "send_data_plain", SF_FIN_SENT, None,
+         "RFC 9293 3.6",
+         "Likewise without a mapping on this segment (after fallback: TCP retransmits "
+         "what its FIN follows)."),
         ("sf_recv_data", "recv_data", SF_RECV_DATA, None, "3.3.1",
          "Payload with its DSS mapping."),
         ("sf_recv_data_plain", "recv_data_plain", SF_RECV_DATA, None, "3.3.1",

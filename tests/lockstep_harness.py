@@ -431,17 +431,11 @@ SPEC_GAPS = (
     # subflow already in its FIN exchange; the spec allows it on ESTABLISHED only.
     (re.compile(r"(?:send|recv)_infinite_mapping\[(\d)\]\(\).* is not allowed"),
      _slot_not_established),
-    # After fallback the TCP FIN follows the data at once; TCP retransmits data after
-    # its FIN (FIN-WAIT-1, CLOSING, LAST-ACK); the spec sends payload only in
-    # ESTABLISHED and CLOSE_WAIT.
     # After its MP_FAIL an endpoint takes data or a FIN without MPTCP options as the
     # peer's fallback when the (once-sent) infinite mapping was lost; the spec falls
     # back on the infinite mapping only.
     (re.compile(r"project\(\) = .*fallback=True"),
      lambda side, match: side.connection.fell_back_without_infinite_mapping),
-    (re.compile(r"send_data(?:_plain)?\[(\d)\]\(.*\).* is not allowed"),
-     lambda side, match: all(dict(state)[f"sf{match.group(1)}.state"] in (
-         "FIN_WAIT_1", "CLOSING", "LAST_ACK") for state in side.monitor.states)),
 )
 
 

@@ -225,6 +225,9 @@ _JOINED_LISTENER = _LISTEN + (
 )
 _OUR_DATA_FIN = spec.SegmentSent(0, "A", options=(spec.Dss(data_ack=0, dsn=0, length=1,
                                                            data_fin=True),))
+_SENT_DATA = spec.SegmentSent(0, "A", payload=2, dsn=0, options=(spec.Dss(dsn=0, length=2),))
+_DATA_FIN_AFTER_2 = spec.SegmentSent(0, "A", options=(spec.Dss(data_ack=0, dsn=2, length=1,
+                                                               data_fin=True),))
 # name: (accepted prefix, the events once refused, the rules that accept them now)
 SPEC_GAP_TRACES = {
     "third ACK of a join repeated after the listener's FIN (3.2)": (
@@ -272,7 +275,19 @@ SPEC_GAP_TRACES = {
             spec.SegmentSent(1, "A", options=(spec.MpJoin(),))),
         (spec.SegmentSent(1, "FA"),),
         ("sf_join_fin_before_fourth_ack",)),
+    "payload retransmitted after our subflow FIN (RFC 9293 3.6)": (
+        _OPEN + (spec.AppSend(2), _SENT_DATA, spec.AppClose(), _DATA_FIN_AFTER_2,
+                 spec.SegmentSent(0, "FA")),
+        (_SENT_DATA,),
+        ("sf_send_data_after_fin",)),
 }
+
+
+def test_new_data_after_our_subflow_fin_is_refused():
+    """Only data already sent may follow a subflow's FIN (retransmission)."""
+    prefix = _OPEN + (spec.AppSend(2), spec.AppClose())
+    verdict = check_trace(prefix + (spec.SegmentSent(0, "FA"), _SENT_DATA), SYSTEM)
+    assert not verdict.accepted and verdict.index == len(prefix) + 1
 
 
 def _without_rules(names: tuple[str, ...]):
