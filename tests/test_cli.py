@@ -12,8 +12,6 @@ NOT_BUILT = [
     # our endpoints it is not built yet.
     ["lab", "run", "--proto", "mptcp", "--peer", "ref", "--size", "1024", "--direction", "up"],
     ["bench"],
-    ["replay"],
-    ["monitor", "capture.pcap"],
 ]
 
 
