@@ -206,6 +206,12 @@ def _handshake_rules() -> list[Rule]:
         rule("conn_third_ack_plain", "SYN_RECEIVED", "recv_ack", "ESTABLISHED", is_initial,
              lambda v: {"fallback": True}, rfc="3.7", when="slot 0",
              doc="The third ACK lacks MP_CAPABLE: the listener falls back to TCP."),
+        rule("conn_third_ack_plain_with_fin", "SYN_RECEIVED", "recv_fin", "CLOSE_WAIT",
+             is_initial, lambda v: {"fallback": True, "peer_fin": True, "peer_fin_dsn": 0},
+             rfc="3.7", when="slot 0",
+             doc="The initiator's FIN, without MPTCP options, is the first segment after "
+                 "our SYN/ACK (it fell back, or the options were stripped): fall back to "
+                 "TCP; the FIN is the end of its stream (no data before it)."),
         rule("conn_third_ack_plain_with_data", "SYN_RECEIVED", "recv_data_plain",
              "ESTABLISHED", lambda v: And(is_initial(v), v.p.dsn == 0, v.p.bytes >= 1),
              lambda v: {"fallback": True, "rcv_nxt": v.p.bytes, "rcv_high": v.p.bytes},

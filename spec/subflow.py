@@ -61,8 +61,9 @@ def _may_signal(view: SystemView) -> Value:
 def _join_allowed(view: SystemView) -> Value:
     """RFC 8684 3.2: a new subflow needs both keys (Linux: the connection is fully
     established), no fallback, room under the subflow limit, and a usable local address.
-    The connection may have begun its close (JOINABLE): until our DATA_FIN is acknowledged
-    the data written before close() may still need the new path (3.3.3)."""
+    The connection may have begun its close (JOINABLE): while data may still flow either
+    way (our DATA_FIN not acknowledged, or the peer's not received) a new path may still
+    carry it (3.3.3)."""
     conn = view.conn
     ids = range(1, view.config.max_address_ids)
     return And(
@@ -165,6 +166,11 @@ def _handshake_rules() -> list[Rule]:
         rule("sf_third_ack_plain", "SYN_RECEIVED", "recv_ack", "ESTABLISHED", is_initial,
              rfc="3.7", when="slot 0",
              doc="The third ACK has no MP_CAPABLE: the listener falls back to TCP."),
+        rule("sf_third_ack_plain_with_fin", "SYN_RECEIVED", "recv_fin", "CLOSE_WAIT",
+             is_initial, rfc="3.7", when="slot 0",
+             doc="The third ACK was lost and the initiator's next segment, without MPTCP "
+                 "options, carries its FIN: the ACK establishes the subflow (RFC 9293 "
+                 "3.10.7.4), the listener falls back, and the FIN is taken at once."),
         rule("sf_third_ack_plain_with_data", "SYN_RECEIVED", "recv_data_plain", "ESTABLISHED",
              is_initial, rfc="3.7", when="slot 0",
              doc="The first data arrives without MPTCP options: fall back to TCP."),

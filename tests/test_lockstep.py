@@ -264,6 +264,17 @@ SPEC_GAP_TRACES = {
             spec.SegmentReceived(1, "S", options=(spec.MpJoin(1),))),
         (spec.SegmentSent(1, "SA", options=(spec.MpJoin(0),)),),
         ("sf_join_passive_open",)),
+    "join accepted after our DATA_FIN was acknowledged, the peer still sending (3.3.3)": (
+        _LISTEN + (
+            spec.SegmentReceived(0, "A", options=(spec.MpCapable(2),)),
+            spec.AppClose(), _OUR_DATA_FIN,
+            spec.SegmentReceived(0, "A", options=(spec.Dss(data_ack=1),)),
+            spec.SegmentReceived(1, "S", options=(spec.MpJoin(1),))),
+        (spec.SegmentSent(1, "SA", options=(spec.MpJoin(0),)),),
+        ("sf_join_passive_open",)),
+    "a FIN without MPTCP options as the first segment after our SYN/ACK (3.7)": (
+        _LISTEN, (spec.SegmentReceived(0, "AF"),),
+        ("sf_third_ack_plain_with_fin", "conn_third_ack_plain_with_fin")),
     "join opened after our DATA_FIN (3.2, 3.3.3)": (
         _OPEN + (spec.AppClose(), _OUR_DATA_FIN),
         (spec.SegmentSent(1, "S", options=(spec.MpJoin(0),)),),
