@@ -328,8 +328,9 @@ def _synchronized_rules() -> list[Rule]:
         rule("sf_recv_fastclose_half_open", ("SYN_RECEIVED", "PRE_ESTABLISHED"),
              "recv_fastclose", None, rfc="3.5",
              doc="MP_FASTCLOSE on the RST that ends a half-open subflow: the peer counts it "
-                 "established (its SYN/ACK or third ACK got through, ours did not) and "
-                 "resets every subflow it has with MP_FASTCLOSE (Linux); the RST follows."),
+                 "established (it got our SYN/ACK, or our third ACK of a join, and its "
+                 "answer has not reached us) and resets every subflow it has with "
+                 "MP_FASTCLOSE (Linux); the RST follows."),
     ]
     rules += [
         rule(f"sf_challenge_ack_{stem}", SF_SYNCHRONIZED_OR_JOINING, label, None,
