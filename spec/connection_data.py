@@ -48,6 +48,20 @@ def _no_new_data_after_subflow_fin(view: SystemView) -> Value:
     return Implies(view.sf.in_(*SF_FIN_SENT), _end(view) <= view.conn.snd_nxt)
 
 
+def _close_agrees_with_fallback(view: SystemView) -> Value:
+    """Falling back on a subflow already in its FIN exchange (3.7: from then on its TCP
+    close is the connection's) only where the TCP close so far agrees with the data
+    level: our FIN out only with our DATA_FIN, acknowledged only with it, and the peer's
+    FIN in only with its DATA_FIN."""
+    conn, sf = view.conn, view.sf
+    return And(
+        sf.in_("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK"),
+        Implies(sf.in_("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "TIME_WAIT", "LAST_ACK"),
+                conn.fin_sent),
+        Implies(sf.in_("FIN_WAIT_2", "TIME_WAIT"), conn.snd_una == conn.written + 1),
+        Implies(sf.in_("CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT"), conn.peer_fin))
+
+
 def _within_peer_fin(view: SystemView) -> Value:
     """No data at or beyond the peer's DATA_FIN (3.3.3)."""
     conn = view.conn
@@ -180,6 +194,15 @@ def data_rules() -> list[Rule]:
                            v.sf.in_("ESTABLISHED")),
              lambda v: {"fallback": True}, rfc="3.7", when="MP_FAIL received, one subflow",
              doc="Answering MP_FAIL on the only subflow: the infinite mapping, then plain TCP."),
+        rule("conn_send_infinite_mapping_while_closing", SYNCED, "send_infinite_mapping",
+             None,
+             lambda v: And(Not(v.conn.fallback), v.conn.fail_rcvd, live_count(v) == 1,
+                           _close_agrees_with_fallback(v)),
+             lambda v: {"fallback": True}, rfc="3.7",
+             when="MP_FAIL received, one subflow, closing",
+             doc="The MP_FAIL meets the close: the infinite mapping goes out on the only "
+                 "subflow already in its FIN exchange (3.7 ties it to no subflow state), "
+                 "where that exchange agrees with the DATA_FINs."),
     ]
     receiving = (
         _receive_rules("recv_data", "3.3.1", "A mapped payload", lambda v: True, True)
@@ -225,6 +248,14 @@ def data_rules() -> list[Rule]:
                  lambda v: And(Not(v.conn.fallback), live_count(v) == 1, v.sf.in_("ESTABLISHED")),
                  lambda v: {"fallback": True}, rfc="3.7", when="one subflow",
                  doc="The peer falls back (after our MP_FAIL, or on its own): plain TCP now."),
+            rule("conn_recv_infinite_mapping_while_closing", SYNCED,
+                 "recv_infinite_mapping", None,
+                 lambda v: And(Not(v.conn.fallback), live_count(v) == 1,
+                               _close_agrees_with_fallback(v)),
+                 lambda v: {"fallback": True}, rfc="3.7", when="one subflow, closing",
+                 doc="The peer falls back on the only subflow already in its FIN exchange "
+                     "(after our MP_FAIL, the close under way), where that exchange agrees "
+                     "with the DATA_FINs."),
             rule("conn_infinite_mapping_repeated", SYNCED, "recv_infinite_mapping", None,
                  lambda v: v.conn.fallback, rfc="3.7", when="fallback",
                  doc="A retransmitted segment repeats the infinite mapping."),

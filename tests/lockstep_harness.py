@@ -421,16 +421,7 @@ ACTIONS = st.tuples(
 # Divergences where the implementation does what RFC 8684 / RFC 9293 (and Linux) do and
 # the spec has no rule yet (reported to the spec's owners; each example that hits one is
 # discarded, and its trace kept in out/lockstep/spec-gaps/):
-def _slot_not_established(side: Side, match: re.Match) -> bool:
-    key = f"sf{match.group(1)}.state"
-    return all(dict(state)[key] != "ESTABLISHED" for state in side.monitor.states)
-
-
 SPEC_GAPS = (
-    # An MP_FAIL that meets the close: the infinite mapping goes out (or arrives) on a
-    # subflow already in its FIN exchange; the spec allows it on ESTABLISHED only.
-    (re.compile(r"(?:send|recv)_infinite_mapping\[(\d)\]\(\).* is not allowed"),
-     _slot_not_established),
     # After its MP_FAIL an endpoint takes data or a FIN without MPTCP options as the
     # peer's fallback when the (once-sent) infinite mapping was lost; the spec falls
     # back on the infinite mapping only.

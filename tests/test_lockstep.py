@@ -275,6 +275,11 @@ SPEC_GAP_TRACES = {
     "a FIN without MPTCP options as the first segment after our SYN/ACK (3.7)": (
         _LISTEN, (spec.SegmentReceived(0, "AF"),),
         ("sf_third_ack_plain_with_fin", "conn_third_ack_plain_with_fin")),
+    "infinite mapping on a subflow already in its FIN exchange (3.7)": (
+        _OPEN + (spec.SegmentReceived(0, "A", options=(spec.MpFail(),)), spec.AppClose(),
+                 _OUR_DATA_FIN, spec.SegmentSent(0, "FA")),
+        (spec.SegmentSent(0, "A", options=(spec.Dss(dsn=0, length=0),)),),
+        ("conn_send_infinite_mapping_while_closing",)),
     "join opened after our DATA_FIN (3.2, 3.3.3)": (
         _OPEN + (spec.AppClose(), _OUR_DATA_FIN),
         (spec.SegmentSent(1, "S", options=(spec.MpJoin(0),)),),
@@ -299,6 +304,16 @@ def test_new_data_after_our_subflow_fin_is_refused():
     prefix = _OPEN + (spec.AppSend(2), spec.AppClose())
     verdict = check_trace(prefix + (spec.SegmentSent(0, "FA"), _SENT_DATA), SYSTEM)
     assert not verdict.accepted and verdict.index == len(prefix) + 1
+
+
+def test_no_fallback_on_a_subflow_whose_close_contradicts_the_data_level():
+    """Our subflow FIN is out but our DATA_FIN is not: falling back there would make that
+    FIN the end of our stream, which the data level never sent (3.7)."""
+    prefix = _OPEN + (spec.SegmentReceived(0, "A", options=(spec.MpFail(),)),
+                      spec.SegmentSent(0, "FA"))
+    infinite = spec.SegmentSent(0, "A", options=(spec.Dss(dsn=0, length=0),))
+    assert check_trace(prefix, SYSTEM).accepted
+    assert check_trace(prefix + (infinite,), SYSTEM).index == len(prefix)
 
 
 def _without_rules(names: tuple[str, ...]):
