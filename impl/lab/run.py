@@ -179,22 +179,16 @@ def kernel_session(paths: list[PathSpec], *, ipv6: bool = False, seed: int = 0,
         server = TcpHost(lab.server_addresses[0], seed=host_seed + 1, logger=logger)
         driver.add_endpoint(host)
         driver.add_endpoint(server)
-        ports = []
-        for index, path in enumerate(lab.paths):
-            outbound, inbound = lab.links(index)
-            ports.append(driver.attach(lab.client_tuns[index], [str(path.client)],
-                                       label=f"path{index + 1}", outbound=outbound,
-                                       inbound=inbound))
-            driver.attach(lab.server_tuns[index], [str(path.server)],
-                          label=f"path{index + 1}-server")
-        yield Session(lab, driver, host, ports, server_host=server, stack=stack)
+        yield Session(lab, driver, host, lab.attach(driver), server_host=server, stack=stack)
 
 
 def run_lab(spec: LabRunSpec) -> dict[str, Any]:
     """Run one transfer as `spec` says; the report described in the module docstring."""
     if spec.proto == "mptcp":
-        if spec.peer != "kernel":
-            raise NotBuiltYet("--proto mptcp --peer ref: not built yet")
+        if spec.peer == "ref":
+            from impl.lab.mptcp_ref_run import run_mptcp_with_ref
+
+            return run_mptcp_with_ref(spec)
         from impl.lab.mptcp_run import run_mptcp_with_kernel
 
         return run_mptcp_with_kernel(spec, kernel_endpoints=spec.kernel_endpoints,

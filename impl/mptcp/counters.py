@@ -18,6 +18,7 @@ COUNTER_NAMES = (
     "MPCapableFallbackSYNACK",  # initiator: SYN/ACK without MP_CAPABLE (3.7)
     "MPTCPRetrans",  # data-level reinjection of unacknowledged data
     "MPJoinNoTokenFound",  # MP_JOIN SYN with a token no connection owns (3.2)
+    "MPJoinRejected",  # MP_JOIN SYN to our initial address after we set the C flag (3.1)
     "MPJoinSynRx",
     "MPJoinSynAckRx",
     "MPJoinAckRx",
