@@ -187,8 +187,16 @@ def _handshake_rules() -> list[Rule]:
              doc="The third ACK brings both keys, maybe with the first data at DSN 0."),
         rule("conn_ack_mpc_repeated", SYNCED, "recv_ack_mpc", None,
              lambda v: And(is_initial(v), Not(v.conn.fallback), _mpc_data_ok(v)), _mpc_data,
-             rfc="3.1", when="slot 0",
+             rfc="3.1", choice="reassembly", when="slot 0",
              doc="MP_CAPABLE repeated on the first data until the initiator sees a DSS."),
+        rule("conn_ack_mpc_fills_hole", SYNCED, "recv_ack_mpc", None,
+             lambda v: And(is_initial(v), Not(v.conn.fallback), _mpc_data_ok(v),
+                           v.p.bytes > v.conn.rcv_nxt, v.conn.rcv_nxt < v.conn.rcv_high),
+             _mpc_data_fills_hole, rfc="3.3.1", choice="reassembly",
+             when="slot 0, fills the hole before rcv_high",
+             doc="MP_CAPABLE data (at DSN 0, 3.1) that arrives after later data (a DSS "
+                 "mapping) fills the hole in front of it: everything buffered up to "
+                 "rcv_high is now in order, as for any payload (3.3.1's reassembly)."),
         rule("conn_third_ack_mpc_sent", SYNCED, "send_ack_mpc", None,
              lambda v: v.p.bytes <= v.conn.written,
              lambda v: {"snd_nxt": Max(v.conn.snd_nxt, v.p.bytes)}, rfc="3.1",
@@ -198,6 +206,12 @@ def _handshake_rules() -> list[Rule]:
         rule("conn_third_ack_plain", "SYN_RECEIVED", "recv_ack", "ESTABLISHED", is_initial,
              lambda v: {"fallback": True}, rfc="3.7", when="slot 0",
              doc="The third ACK lacks MP_CAPABLE: the listener falls back to TCP."),
+        rule("conn_third_ack_plain_with_fin", "SYN_RECEIVED", "recv_fin", "CLOSE_WAIT",
+             is_initial, lambda v: {"fallback": True, "peer_fin": True, "peer_fin_dsn": 0},
+             rfc="3.7", when="slot 0",
+             doc="The initiator's FIN, without MPTCP options, is the first segment after "
+                 "our SYN/ACK (it fell back, or the options were stripped): fall back to "
+                 "TCP; the FIN is the end of its stream (no data before it)."),
         rule("conn_third_ack_plain_with_data", "SYN_RECEIVED", "recv_data_plain",
              "ESTABLISHED", lambda v: And(is_initial(v), v.p.dsn == 0, v.p.bytes >= 1),
              lambda v: {"fallback": True, "rcv_nxt": v.p.bytes, "rcv_high": v.p.bytes},
@@ -212,6 +226,14 @@ def _handshake_rules() -> list[Rule]:
              lambda v: And(is_initial(v), unconfirmed_initiator(v)), rfc="3.1",
              choice="plain_ack_before_dss", when="slot 0, no DSS seen yet",
              doc="...or keep waiting for a DSS: a bare ACK carries no data to judge by."),
+        rule("conn_syn_challenge_ack_mpc", SYNCED, "recv_syn_mpc", None,
+             rfc="RFC 5961 4.2",
+             doc="A SYN + MP_CAPABLE on a synchronized subflow gets a challenge ACK and is "
+                 "dropped: the connection does not change."),
+        rule("conn_syn_challenge_ack_plain", SYNCED, "recv_syn", None,
+             rfc="RFC 5961 4.2",
+             doc="A SYN without MP_CAPABLE on a synchronized subflow gets a challenge ACK "
+                 "and is dropped: no fallback, nothing changes."),
         rule("conn_ack", SYNCED, "recv_ack", None,
              lambda v: Not(And(is_initial(v), unconfirmed_initiator(v))),
              rfc="RFC 9293 3.10.7.4", doc="A bare ACK."),
@@ -228,6 +250,13 @@ def _mpc_data(view: SystemView) -> dict[str, Value]:
     conn = view.conn
     return {"rcv_nxt": Max(conn.rcv_nxt, view.p.bytes),
             "rcv_high": Max(conn.rcv_high, view.p.bytes)}
+
+
+def _mpc_data_fills_hole(view: SystemView) -> dict[str, Value]:
+    """...and completes the reassembly of what was buffered behind it."""
+    conn = view.conn
+    high = Max(conn.rcv_high, view.p.bytes)
+    return {"rcv_nxt": high, "rcv_high": high}
 
 
 # -- subflow closings seen by the connection ------------------------------------------------
@@ -345,8 +374,16 @@ def _abort_rules() -> list[Rule]:
         rule("conn_fastclose_received_aborting", "ABORTING", "recv_fastclose", None,
              lambda v: v.p.key_ok, lambda v: {"fastclosed": True}, rfc="3.5",
              when="our key", doc="MP_FASTCLOSE while we are aborting too."),
-        rule("conn_fastclose_bad_key", SYNCED_OR_ABORTING, "recv_fastclose", None,
-             lambda v: Not(v.p.key_ok), rfc="3.5", when="wrong key",
+        rule("conn_fastclose_received_half_open", "SYN_RECEIVED", "recv_fastclose",
+             "ABORTING", lambda v: And(v.p.key_ok, Not(v.conn.fallback)),
+             lambda v: {"fastclosed": True}, rfc="3.5", when="our key",
+             doc="MP_FASTCLOSE with our key on the RST that ends the half-open initial "
+                 "subflow: the initiator had our key from the SYN/ACK and counts the "
+                 "connection established (its third ACK was lost). The RST that carries "
+                 "it closes the subflow and the connection (a Linux request socket reads "
+                 "only the RST and ends in the same CLOSED state)."),
+        rule("conn_fastclose_bad_key", SYNCED_OR_ABORTING + ("SYN_RECEIVED",),
+             "recv_fastclose", None, lambda v: Not(v.p.key_ok), rfc="3.5", when="wrong key",
              doc="MP_FASTCLOSE without our key is ignored."),
         rule("conn_close_timeout", ("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "TIME_WAIT",
                                     "LAST_ACK"), "timeout_close", "ABORTING",

@@ -26,6 +26,7 @@ from spec.helpers import (
     CONNECTION_STATES,
     DATA_FIN_QUEUED,
     MAY_SEND_DATA,
+    SF_FIN_SENT,
     SF_RECV_DATA_OR_JOINING,
     SYNCED,
     flag,
@@ -34,11 +35,31 @@ from spec.helpers import (
     rule,
     set_flag,
 )
-from spec.logic import And, If, Max, Not, Or, Value
+from spec.logic import And, If, Implies, Max, Not, Or, Value
 
 
 def _end(view: SystemView) -> Value:
     return view.p.dsn + view.p.bytes
+
+
+def _no_new_data_after_subflow_fin(view: SystemView) -> Value:
+    """After this subflow's FIN only what was already sent at the data level goes out
+    on it again (RFC 9293: a FIN is the last thing in the subflow's sequence space)."""
+    return Implies(view.sf.in_(*SF_FIN_SENT), _end(view) <= view.conn.snd_nxt)
+
+
+def _close_agrees_with_fallback(view: SystemView) -> Value:
+    """Falling back on a subflow already in its FIN exchange (3.7: from then on its TCP
+    close is the connection's) only where the TCP close so far agrees with the data
+    level: our FIN out only with our DATA_FIN, acknowledged only with it, and the peer's
+    FIN in only with its DATA_FIN."""
+    conn, sf = view.conn, view.sf
+    return And(
+        sf.in_("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK"),
+        Implies(sf.in_("FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "TIME_WAIT", "LAST_ACK"),
+                conn.fin_sent),
+        Implies(sf.in_("FIN_WAIT_2", "TIME_WAIT"), conn.snd_una == conn.written + 1),
+        Implies(sf.in_("CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT"), conn.peer_fin))
 
 
 def _within_peer_fin(view: SystemView) -> Value:
@@ -134,13 +155,15 @@ def data_rules() -> list[Rule]:
     sending = [
         rule("conn_send_data", MAY_SEND_DATA, "send_data", None,
              lambda v: And(Not(v.conn.fallback), v.conn.peer_key, Not(v.conn.fail_rcvd),
-                           v.p.bytes >= 1, _end(v) <= v.conn.written),
+                           v.p.bytes >= 1, _end(v) <= v.conn.written,
+                           _no_new_data_after_subflow_fin(v)),
              lambda v: {"snd_nxt": Max(v.conn.snd_nxt, _end(v))}, rfc="3.3.1",
              when="written data, no fallback",
              doc="Data the app wrote goes out with a DSS mapping, on any subflow, new or "
                  "retransmitted (reinjected) elsewhere."),
         rule("conn_send_data_plain", MAY_SEND_DATA, "send_data_plain", None,
-             lambda v: And(v.p.bytes >= 1, _end(v) <= v.conn.written),
+             lambda v: And(v.p.bytes >= 1, _end(v) <= v.conn.written,
+                           _no_new_data_after_subflow_fin(v)),
              lambda v: {"snd_nxt": Max(v.conn.snd_nxt, _end(v))}, rfc="3.3.1",
              when="written data",
              doc="Data without a mapping on this segment: covered by an earlier mapping, "
@@ -171,6 +194,15 @@ def data_rules() -> list[Rule]:
                            v.sf.in_("ESTABLISHED")),
              lambda v: {"fallback": True}, rfc="3.7", when="MP_FAIL received, one subflow",
              doc="Answering MP_FAIL on the only subflow: the infinite mapping, then plain TCP."),
+        rule("conn_send_infinite_mapping_while_closing", SYNCED, "send_infinite_mapping",
+             None,
+             lambda v: And(Not(v.conn.fallback), v.conn.fail_rcvd, live_count(v) == 1,
+                           _close_agrees_with_fallback(v)),
+             lambda v: {"fallback": True}, rfc="3.7",
+             when="MP_FAIL received, one subflow, closing",
+             doc="The MP_FAIL meets the close: the infinite mapping goes out on the only "
+                 "subflow already in its FIN exchange (3.7 ties it to no subflow state), "
+                 "where that exchange agrees with the DATA_FINs."),
     ]
     receiving = (
         _receive_rules("recv_data", "3.3.1", "A mapped payload", lambda v: True, True)
@@ -216,6 +248,14 @@ def data_rules() -> list[Rule]:
                  lambda v: And(Not(v.conn.fallback), live_count(v) == 1, v.sf.in_("ESTABLISHED")),
                  lambda v: {"fallback": True}, rfc="3.7", when="one subflow",
                  doc="The peer falls back (after our MP_FAIL, or on its own): plain TCP now."),
+            rule("conn_recv_infinite_mapping_while_closing", SYNCED,
+                 "recv_infinite_mapping", None,
+                 lambda v: And(Not(v.conn.fallback), live_count(v) == 1,
+                               _close_agrees_with_fallback(v)),
+                 lambda v: {"fallback": True}, rfc="3.7", when="one subflow, closing",
+                 doc="The peer falls back on the only subflow already in its FIN exchange "
+                     "(after our MP_FAIL, the close under way), where that exchange agrees "
+                     "with the DATA_FINs."),
             rule("conn_infinite_mapping_repeated", SYNCED, "recv_infinite_mapping", None,
                  lambda v: v.conn.fallback, rfc="3.7", when="fallback",
                  doc="A retransmitted segment repeats the infinite mapping."),

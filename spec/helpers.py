@@ -24,6 +24,8 @@ SF_SYNCHRONIZED = (
     "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "TIME_WAIT", "CLOSE_WAIT", "LAST_ACK",
 )
 SF_SEND_DATA = ("ESTABLISHED", "CLOSE_WAIT")  # TCP may still send payload
+# Our FIN is sent, not yet acknowledged: TCP still retransmits the payload before it.
+SF_FIN_SENT = ("FIN_WAIT_1", "CLOSING", "LAST_ACK")
 SF_RECV_DATA = ("ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2")  # the peer may still send payload
 # A joining subflow waiting for its fourth ACK becomes ESTABLISHED on the first segment
 # from the peer, whose payload/options are then processed as in ESTABLISHED.
@@ -46,8 +48,13 @@ MAY_SEND_DATA = ("ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT_1", "CLOSING", "LAST_ACK
 APP_MAY_WRITE = ("ESTABLISHED", "CLOSE_WAIT")
 # Our DATA_FIN is queued (the app closed): Appendix D states after M_CLOSE.
 DATA_FIN_QUEUED = ("FIN_WAIT_1", "CLOSING", "LAST_ACK")
-# New subflows may be created (this endpoint may still exchange data).
-JOINABLE = ("ESTABLISHED", "CLOSE_WAIT")
+# New subflows may be created while data may still flow either way: until our DATA_FIN is
+# acknowledged the data written before close() may still need a path, and until the
+# peer's DATA_FIN arrives its data may (RFC 8684 3.3.3 asks for subflows to be closed once
+# a DATA_FIN is acknowledged, with TCP FINs, which close one direction; nothing forbids
+# opening one before). Linux opens and accepts joins in ESTABLISHED only; the RFC leaves
+# it open. Every synchronized state but TIME_WAIT, where both directions are done.
+JOINABLE = ("ESTABLISHED", "CLOSE_WAIT", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSING", "LAST_ACK")
 
 
 def live(subflow: MachineView) -> Value:

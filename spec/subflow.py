@@ -23,10 +23,12 @@ from __future__ import annotations
 from spec.core import Config, MachineSpec, Rule, SystemView, Variable
 from spec.helpers import (
     JOINABLE,
+    SF_FIN_SENT,
     SF_LIVE,
     SF_RECV_DATA,
     SF_SEND_DATA,
     SF_SYNCHRONIZED,
+    SF_SYNCHRONIZED_OR_JOINING,
     SUBFLOW_STATES,
     flag,
     is_initial,
@@ -58,7 +60,10 @@ def _may_signal(view: SystemView) -> Value:
 
 def _join_allowed(view: SystemView) -> Value:
     """RFC 8684 3.2: a new subflow needs both keys (Linux: the connection is fully
-    established), no fallback, room under the subflow limit, and a usable local address."""
+    established), no fallback, room under the subflow limit, and a usable local address.
+    The connection may have begun its close (JOINABLE): while data may still flow either
+    way (our DATA_FIN not acknowledged, or the peer's not received) a new path may still
+    carry it (3.3.3)."""
     conn = view.conn
     ids = range(1, view.config.max_address_ids)
     return And(
@@ -161,6 +166,11 @@ def _handshake_rules() -> list[Rule]:
         rule("sf_third_ack_plain", "SYN_RECEIVED", "recv_ack", "ESTABLISHED", is_initial,
              rfc="3.7", when="slot 0",
              doc="The third ACK has no MP_CAPABLE: the listener falls back to TCP."),
+        rule("sf_third_ack_plain_with_fin", "SYN_RECEIVED", "recv_fin", "CLOSE_WAIT",
+             is_initial, rfc="3.7", when="slot 0",
+             doc="The third ACK was lost and the initiator's next segment, without MPTCP "
+                 "options, carries its FIN: the ACK establishes the subflow (RFC 9293 "
+                 "3.10.7.4), the listener falls back, and the FIN is taken at once."),
         rule("sf_third_ack_plain_with_data", "SYN_RECEIVED", "recv_data_plain", "ESTABLISHED",
              is_initial, rfc="3.7", when="slot 0",
              doc="The first data arrives without MPTCP options: fall back to TCP."),
@@ -188,6 +198,12 @@ def _handshake_rules() -> list[Rule]:
         rule("sf_join_synack_repeated", "PRE_ESTABLISHED", "recv_synack_join", None,
              lambda v: v.p.hmac_ok, rfc="3.2", when="HMAC-B ok",
              doc="A retransmitted SYN/ACK: the third ACK was lost."),
+        rule("sf_join_fin_before_fourth_ack", "PRE_ESTABLISHED", "send_fin", "FIN_WAIT_1",
+             _joined, rfc="RFC 9293 3.10.4",
+             doc="The joiner closes a subflow still waiting for its fourth ACK (connection "
+                 "close, REMOVE_ADDR, policy), as Linux does: its TCP is ESTABLISHED and "
+                 "may CLOSE (RFC 9293 3.10.4); 3.2 only keeps data off it, and a FIN is "
+                 "no data."),
         rule("sf_join_third_ack", "PRE_ESTABLISHED", "send_ack_join", None,
              lambda v: And(_joined(v), _not_aborting(v)), rfc="3.2",
              doc="The third ACK carries MP_JOIN with the full HMAC-A; it is retransmitted "
@@ -203,6 +219,12 @@ def _handshake_rules() -> list[Rule]:
                  "policy); the endpoint answers with a RST."),
         rule("sf_join_syn_repeated", "SYN_RECEIVED", "recv_syn_join", None, _joined,
              rfc="3.2", doc="The SYN + MP_JOIN is retransmitted."),
+        rule("sf_ack_for_unacceptable_segment", "SYN_RECEIVED", "send_ack", None,
+             _not_aborting, rfc="RFC 9293 3.10.7.4",
+             doc="A segment that fails the acceptability test in SYN-RECEIVED (an old "
+                 "duplicate SYN, a PAWS failure, out of window) is answered with a bare "
+                 "ACK <SEQ=SND.NXT><ACK=RCV.NXT> and dropped (Linux: a request socket "
+                 "does the same, without MPTCP options)."),
         rule("sf_join_synack_sent", "SYN_RECEIVED", "send_synack_join", None,
              lambda v: And(_joined(v), _may_signal(v)),
              lambda v: {"local_id": v.p.address_id}, rfc="3.2",
@@ -214,9 +236,12 @@ def _handshake_rules() -> list[Rule]:
         rule("sf_join_ack_hmac_failure", "SYN_RECEIVED", "recv_ack_join", "CLOSED",
              lambda v: And(_joined(v), Not(v.p.hmac_ok)), rfc="3.2", when="HMAC-A bad",
              doc="HMAC-A is wrong: the subflow is reset (Linux: MPJoinAckHMacFailure)."),
-        rule("sf_join_ack_repeated", "ESTABLISHED", "recv_ack_join", None,
-             lambda v: And(_joined(v), v.p.hmac_ok), rfc="3.2", when="HMAC-A ok",
-             doc="The third ACK is retransmitted (the fourth ACK was lost); ack it again."),
+        rule("sf_join_ack_repeated", SF_SYNCHRONIZED, "recv_ack_join", None,
+             lambda v: And(_joined(v), v.p.hmac_ok), rfc="3.2",
+             when="HMAC-A ok",
+             doc="The third ACK is retransmitted until the fourth ACK arrives; a late copy "
+                 "may find the subflow already closing (FIN exchange), where TCP takes it "
+                 "as a duplicate ACK (RFC 9293 3.10.7.4). Ack it again."),
         rule("sf_join_third_ack_without_mp_join", "SYN_RECEIVED", "recv_ack", "CLOSED",
              _joined, rfc="3.7", when="joining slot",
              doc="MP_JOIN was stripped from the third ACK: the subflow is reset."),
@@ -252,6 +277,14 @@ def _synchronized_rules() -> list[Rule]:
          "Payload with its DSS mapping."),
         ("sf_send_data_plain", "send_data_plain", SF_SEND_DATA, None, "3.3.1",
          "Payload without a DSS mapping on this segment (an earlier mapping or fallback)."),
+        ("sf_send_data_after_fin", "send_data", SF_FIN_SENT, None, "RFC 9293 3.6",
+         "Payload sent before this subflow's FIN is retransmitted after it (the FIN "
+         "follows it in sequence space); the connection table keeps it to data already "
+         "sent."),
+        ("sf_send_data_plain_after_fin", "send_data_plain", SF_FIN_SENT, None,
+         "RFC 9293 3.6",
+         "Likewise without a mapping on this segment (after fallback: TCP retransmits "
+         "what its FIN follows)."),
         ("sf_recv_data", "recv_data", SF_RECV_DATA, None, "3.3.1",
          "Payload with its DSS mapping."),
         ("sf_recv_data_plain", "recv_data_plain", SF_RECV_DATA, None, "3.3.1",
@@ -292,6 +325,22 @@ def _synchronized_rules() -> list[Rule]:
         rule("sf_recv_mp_prio", SF_SYNCHRONIZED, "recv_mp_prio", None, effect=lambda v: {
              "backup": v.p.backup}, rfc="3.3.8",
              doc="MP_PRIO: the peer changes this subflow's priority."),
+        rule("sf_recv_fastclose_half_open", ("SYN_RECEIVED", "PRE_ESTABLISHED"),
+             "recv_fastclose", None, rfc="3.5",
+             doc="MP_FASTCLOSE on the RST that ends a half-open subflow: the peer counts it "
+                 "established (it got our SYN/ACK, or our third ACK of a join, and its "
+                 "answer has not reached us) and resets every subflow it has with "
+                 "MP_FASTCLOSE (Linux); the RST follows."),
+    ]
+    rules += [
+        rule(f"sf_challenge_ack_{stem}", SF_SYNCHRONIZED_OR_JOINING, label, None,
+             rfc="RFC 5961 4.2",
+             doc="A SYN on a synchronized subflow (an old duplicate, or a peer that lost "
+                 "the connection) is answered with a challenge ACK <SEQ=SND.NXT>"
+                 "<ACK=RCV.NXT> and dropped (RFC 9293 3.10.7.4 adopts RFC 5961's MUST): "
+                 "the subflow does not change.")
+        for stem, label in (("syn_mpc", "recv_syn_mpc"), ("syn_plain", "recv_syn"),
+                            ("syn_join", "recv_syn_join"))
     ]
     return rules
 

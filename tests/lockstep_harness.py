@@ -92,13 +92,6 @@ class Side:
                 f"{[describe(SYSTEM, s) for s in self.monitor.states][:4]}")
 
 
-def _same_syn(pending, src, dst, segment) -> bool:
-    other_src, other_dst, other = pending
-    return bool(other.header.flags & TcpFlags.SYN) and (other_src, other_dst) == (src, dst) \
-        and (other.header.src_port, other.header.dst_port) == (
-            segment.header.src_port, segment.header.dst_port)
-
-
 def _corruptible(pending) -> bool:
     src, _, segment = pending
     return bool(segment.payload) and not segment.header.flags & TcpFlags.SYN and (
@@ -152,12 +145,6 @@ class Lockstep:
                 self._silent_closes(side)  # before what the endpoint sends next
             for src, dst, segment in side.host.packets_to_send(self.now):
                 self._record_sent(side, src, dst, segment)
-                if segment.header.flags & TcpFlags.SYN:
-                    # A retransmitted SYN overtakes its older copies: an old SYN after
-                    # a new one is answered by a bare ACK in SYN-RECEIVED (PAWS, RFC
-                    # 9293 3.10.7.4), which the spec does not allow yet (report).
-                    self.pending = [p for p in self.pending if not _same_syn(p, src, dst,
-                                                                              segment)]
                 item = _forged((src, dst, segment)) if self.forging else (src, dst, segment)
                 if self.corrupt_armed and _corruptible(item):
                     item = self._corrupt(item)
@@ -235,13 +222,6 @@ class Lockstep:
             # (3.7): the data level never received it. The spec has no checksums, so
             # the payload is left out of the events (the segment's options stay).
             events = [dataclasses.replace(event, payload=0, dsn=None) for event in events]
-        if flags & 0x12 == 0x12:
-            # The handshake moved on: older copies of this subflow's SYN are lost (a
-            # SYN after the handshake gets RFC 5961's challenge ACK, which the spec
-            # does not model yet; see the report).
-            self.pending = [p for p in self.pending if not _same_syn(p, dst, src, Segment(
-                dataclasses.replace(header, src_port=header.dst_port,
-                                    dst_port=header.src_port)))]
         if events:
             del subflow.on_segment_received
             if not seen:
@@ -269,9 +249,6 @@ class Lockstep:
     def duplicate(self, index: int) -> None:
         if not self.pending:
             return
-        src, dst, segment = self.pending[index % len(self.pending)]
-        if segment.header.flags & TcpFlags.SYN:
-            return  # see the module notes: an old SYN is not modelled by the spec
         self.deliver(index, keep=True)
 
     def forge_join_hmac(self) -> None:
@@ -339,36 +316,25 @@ class Lockstep:
         self.settle()
 
     def close(self, side: Side) -> None:
-        # Not while a join is under way (queued, in flight or handshaking): a join
-        # after our DATA_FIN is a spec gap (SPEC_GAPS), and hitting it wastes the run.
-        if self._state(side) not in APP_MAY_WRITE or self._join_under_way():
+        # Joins may be under way: the spec lets them open and finish after our DATA_FIN
+        # (rule sf_join_connect / sf_join_passive_open, JOINABLE).
+        if self._state(side) not in APP_MAY_WRITE:
             return
         side.feed(spec.AppClose())
         side.connection.close()
         self.settle()
 
-    def _join_under_way(self) -> bool:
-        client = self.client.connection
-        if client._pending_joins or any(seg.header.flags & TcpFlags.SYN
-                                        for _, _, seg in self.pending):
-            return True
-        return any(state in ("SYN_SENT", "SYN_RECEIVED", "PRE_ESTABLISHED")
-                   for side in self.sides for state in side.slot_states()[1:])
-
     def abort(self, side: Side) -> None:
-        # Only once the keys are confirmed: an MP_FASTCLOSE on the RST that cuts a
-        # half-open initial subflow is refused by the spec in SYN_RECEIVED (see
-        # test_spec_gap_fastclose_during_the_key_exchange).
-        # Nor while a subflow is in CLOSING, LAST_ACK or TIME_WAIT, where abort()
-        # drops it without a segment (RFC 9293 3.10.5): the spec has no label for that.
-        connection = side.connection
-        if self._state(side) in (None, "CLOSED", "SYN_SENT", "SYN_RECEIVED") or (
-                connection.client and not connection.fully_established) or any(
+        # Also during the key exchange: an MP_FASTCLOSE on the RST that cuts the peer's
+        # half-open initial subflow is in the spec (conn_fastclose_received_half_open).
+        # Not while a subflow is in CLOSING, LAST_ACK or TIME_WAIT, where abort() drops
+        # it without a segment (RFC 9293 3.10.5): the spec has no label for that.
+        if self._state(side) in (None, "CLOSED") or any(
                 state in ("CLOSING", "LAST_ACK", "TIME_WAIT")
                 for state in side.slot_states()):
             return
         side.feed(spec.AppAbort())
-        connection.abort()
+        side.connection.abort()
         self.settle()
 
     def add_subflow(self, address: int, backup: bool) -> None:
@@ -455,36 +421,12 @@ ACTIONS = st.tuples(
 # Divergences where the implementation does what RFC 8684 / RFC 9293 (and Linux) do and
 # the spec has no rule yet (reported to the spec's owners; each example that hits one is
 # discarded, and its trace kept in out/lockstep/spec-gaps/):
-def _slot_not_established(side: Side, match: re.Match) -> bool:
-    key = f"sf{match.group(1)}.state"
-    return all(dict(state)[key] != "ESTABLISHED" for state in side.monitor.states)
-
-
 SPEC_GAPS = (
-    # The joiner repeats its third ACK until the fourth ACK arrives (3.2); a late copy
-    # may reach a listener whose subflow already left ESTABLISHED (FIN exchange).
-    (re.compile(r"recv_ack_join\[(\d)\]\(hmac_ok=True\) is not allowed"), None),
-    # An MP_FAIL that meets the close: the infinite mapping goes out (or arrives) on a
-    # subflow already in its FIN exchange; the spec allows it on ESTABLISHED only.
-    (re.compile(r"(?:send|recv)_infinite_mapping\[(\d)\]\(\).* is not allowed"),
-     _slot_not_established),
-    # After fallback the TCP FIN follows the data at once; TCP retransmits data after
-    # its FIN (FIN-WAIT-1, CLOSING, LAST-ACK); the spec sends payload only in
-    # ESTABLISHED and CLOSE_WAIT.
-    # Joins opened or accepted after our DATA_FIN was queued: the data written before
-    # close() may still need them, and Linux does both; the spec opens subflows in
-    # ESTABLISHED and CLOSE_WAIT only.
-    (re.compile(r"send_(?:syn|synack)_join\[(\d)\]\(.*\) is not allowed"),
-     lambda side, match: all(dict(state)["conn.state"] not in ("ESTABLISHED", "CLOSE_WAIT")
-                             for state in side.monitor.states)),
     # After its MP_FAIL an endpoint takes data or a FIN without MPTCP options as the
     # peer's fallback when the (once-sent) infinite mapping was lost; the spec falls
     # back on the infinite mapping only.
     (re.compile(r"project\(\) = .*fallback=True"),
      lambda side, match: side.connection.fell_back_without_infinite_mapping),
-    (re.compile(r"send_data(?:_plain)?\[(\d)\]\(.*\).* is not allowed"),
-     lambda side, match: all(dict(state)[f"sf{match.group(1)}.state"] in (
-         "FIN_WAIT_1", "CLOSING", "LAST_ACK") for state in side.monitor.states)),
 )
 
 
