@@ -263,6 +263,12 @@ def data_rules() -> list[Rule]:
                  lambda v: Not(v.conn.fallback), lambda v: {"fail_rcvd": True}, rfc="3.7",
                  doc="The peer saw a DSS checksum fail: we must answer with an infinite "
                      "mapping (one subflow) or the subflow is reset (several)."),
+            rule("conn_recv_mp_fail_after_fallback", SYNCED, "recv_mp_fail", None,
+                 lambda v: v.conn.fallback, rfc="3.7", when="fallback",
+                 doc="After fallback the connection is plain TCP: an MP_FAIL that still "
+                     "arrives is ignored (Linux parses no MPTCP option once fallen back). "
+                     "Found by the conformance replay (a scripted peer's MP_FAIL after a "
+                     "plain SYN)."),
         ]
     )
     return sending + receiving
