@@ -37,6 +37,7 @@ from impl.wire.mptcp_options import MpCapable, MpFastclose, MpTcpRst, MpTcpRstRe
 from impl.wire.tcp import TcpFlags, TcpHeader
 
 from . import handshake
+from .datalevel import DataLevelMixin
 from .dss import ChecksumFailure, DataReassembly
 from .input import InputMixin
 from .join import JoinState
@@ -68,9 +69,12 @@ class MptcpConfig:
     # A subflow with this many retransmission timeouts in a row is stale: the scheduler
     # avoids it and its unacknowledged data is reinjected elsewhere (3.3.6).
     stale_timeouts: int = 2
+    # Data-level receive buffer (3.3.4): the window every subflow announces is this
+    # minus the bytes not yet read and those held out of order (None: tcp's).
+    receive_buffer: int | None = None
 
 
-class MptcpConnection(InputMixin, OutputMixin):
+class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
     def __init__(self, host, config: MptcpConfig, *, client: bool, local_key: int) -> None:
         self.host = host
         self.config = config
@@ -102,8 +106,15 @@ class MptcpConnection(InputMixin, OutputMixin):
         self.fin_dsn: int | None = None  # our DATA_FIN, once close() was called
         self.fin_acked = False
         self._fin_deadline: float | None = None
+        # Data-level retransmission timer (3.3.6, `datalevel.py`).
+        self._rtx_deadline: float | None = None
+        self._rtx_backoff = 0
+        self._rtx_avoid: list[Subflow] = []  # subflows that carried the resent chunk
         # Receive side.
         self.reassembly: DataReassembly | None = None
+        self.receive_buffer = config.receive_buffer or config.tcp.receive_buffer
+        self.rcv_wnd_edge: int | None = None  # right edge of our data-level window
+        self.rcv_wnd_sent: int | None = None  # the largest edge announced (Linux's name)
         self.received = bytearray()
         self.peer_closed = False
         self.closed_reason: str | None = None
@@ -266,6 +277,7 @@ class MptcpConnection(InputMixin, OutputMixin):
     def read(self) -> bytes:
         data = bytes(self.received)
         self.received.clear()
+        self._window_update_after_read(len(data))
         return data
 
     @property
@@ -299,7 +311,10 @@ class MptcpConnection(InputMixin, OutputMixin):
         self._now = now
         tcp = subflow.tcp
         was_open = not tcp.is_closed
+        data_ack = self.snd_una
         tcp.receive_segment(segment, now)
+        if self.snd_una > data_ack:
+            self._on_data_ack_progress(now)
         if segment.header.flags & TcpFlags.RST and was_open and tcp.is_closed:
             self._on_reset(subflow, segment.header)  # the TCP accepted the RST
         self._drain(subflow)
@@ -345,6 +360,9 @@ class MptcpConnection(InputMixin, OutputMixin):
             self._reset_subflow(subflow, MpTcpRstReason.MIDDLEBOX_INTERFERENCE)
             return
         for dsn, data in pieces:
+            if not self._in_rcv_window(dsn):
+                self.counters.inc("NoDSSInWindow")  # dropped; the peer sends it again
+                continue
             reassembly = self.reassembly
             duplicates, out_of_order = reassembly.duplicate_bytes, reassembly.out_of_order_bytes
             for chunk in reassembly.receive(dsn, data):
@@ -393,14 +411,6 @@ class MptcpConnection(InputMixin, OutputMixin):
             return
         subflow.was_stale = True
         if any(sf.usable and not sf.stale for sf in self.subflows if sf is not subflow):
-            self._reinject_from(subflow)
-
-    def reinject_unacknowledged(self) -> None:
-        """3.3.6: send again, on whichever subflows have room, every byte mapped but not
-        DATA_ACKed. For a driver that sees the DATA_ACK stall while every subflow has
-        acknowledged its bytes: Linux drops out-of-order data beyond the data-level
-        window it has announced (MPTcpExtNoDSSInWindow) after its subflow acked it."""
-        for subflow in self.subflows:
             self._reinject_from(subflow)
 
     def _reinject_from(self, subflow: Subflow) -> None:
@@ -452,6 +462,7 @@ class MptcpConnection(InputMixin, OutputMixin):
         timers += [sf.handshake_ack_deadline for sf in self.subflows]
         timers.append(self.signals.next_deadline())
         timers.append(self._fin_deadline)
+        timers.append(self._rtx_deadline)
         pending = [t for t in timers if t is not None]
         return min(pending) if pending else None
 
@@ -479,6 +490,8 @@ class MptcpConnection(InputMixin, OutputMixin):
         signal_deadline = self.signals.next_deadline()
         if signal_deadline is not None and signal_deadline <= now:
             self._request_signal_ack(exclude=None)
+        if self._rtx_deadline is not None and now >= self._rtx_deadline:
+            self._on_data_timer(now)
         if self._fin_deadline is not None and now >= self._fin_deadline:
             self._fin_deadline = None
             if self._data_fin_due():

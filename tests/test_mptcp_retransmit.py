@@ -1,0 +1,221 @@
+"""Data-level reliability and flow control between two of our MPTCP endpoints in the
+simulator (RFC 8684 3.3.4, 3.3.6; `impl/mptcp/datalevel.py`):
+
+- a subflow that goes on acknowledging at the TCP level while its data never reaches
+  the peer's data level (mappings eaten on the way): the data-level retransmission
+  timer sends the stuck chunks again on the other subflow, the transfer completes;
+- a receiver that drops one mapping at the data level (out of its window, as Linux
+  does): the chunk comes again on the other subflow, with the same DSNs;
+- DATA_ACKs withheld for a while: the timer resends data the peer already has; every
+  extra copy is counted once as DuplicateData and nothing is delivered twice;
+- a reader that does not read: the sender stops at about the data-level window;
+  reading resumes it; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from impl.io.link import LinkConfig
+from impl.io.sim import Datagram
+from impl.mptcp.connection import MptcpConfig
+from impl.tcp.config import TcpConfig
+from impl.tcp.segment import Segment
+from impl.wire.mptcp_options import DataSequenceMapping, Dss
+
+from .mptcp_sim import CLIENT_ADDRESSES, PORT, SERVER_ADDRESS, mptcp_pair, payload, sha256
+
+CONFIG = MptcpConfig(tcp=TcpConfig(time_wait=1.0))
+# Path 2 (client address 1) is the faster one, so the scheduler keeps using it.
+PATHS = [LinkConfig(delay=0.020, rate=20e6, queue_limit=200_000),
+         LinkConfig(delay=0.005, rate=20e6, queue_limit=200_000)]
+
+
+def open_connection(paths=PATHS, *, seed=0, client_config=CONFIG, server_config=CONFIG):
+    network, client, server = mptcp_pair(paths, seed=seed)
+    server.host.listen(PORT, server_config)
+    connection = client.host.connect(SERVER_ADDRESS, PORT, 0.0, client_config)
+    for address in CLIENT_ADDRESSES[1:len(paths)]:
+        connection.add_subflow(address, now=0.0)
+    assert network.run(lambda: len(server.host.accepted) == 1 and len(
+        connection.subflows) == len(paths) and all(
+        sf.usable for sf in connection.subflows), time_limit=5)
+    return network, client, server, connection, server.host.accepted[0]
+
+
+def receive_all(network, receiver, size, time_limit):
+    got = bytearray()
+
+    def done():
+        got.extend(receiver.read())
+        return len(got) >= size
+
+    assert network.run(done, time_limit=time_limit)
+    return bytes(got)
+
+
+def replace_dss(datagram: Datagram, dss: Dss | None) -> Datagram:
+    header = datagram.segment.header
+    options = tuple(o for o in header.options if not isinstance(o, Dss))
+    if dss is not None:
+        options += (dss,)
+    header = dataclasses.replace(header, options=options)
+    return Datagram(datagram.src, datagram.dst, Segment(header, datagram.segment.payload))
+
+
+def dss_of(datagram: Datagram) -> Dss | None:
+    return next((o for o in datagram.segment.header.options if isinstance(o, Dss)), None)
+
+
+class MappingLog:
+    """Every mapping the client put on the wire: {(source address, dsn, ssn, length)}."""
+
+    def __init__(self) -> None:
+        self.mappings: set[tuple] = set()
+
+    def record(self, datagram: Datagram) -> None:
+        dss = dss_of(datagram)
+        if dss is not None and dss.mapping is not None and datagram.segment.payload:
+            m = dss.mapping
+            self.mappings.add((datagram.src, m.dsn, m.subflow_sequence,
+                               m.data_level_length))
+
+    def sources_by_dsn(self) -> dict[int, set]:
+        sources: dict[int, set] = {}
+        for src, dsn, _, _ in self.mappings:
+            sources.setdefault(dsn, set()).add(src)
+        return sources
+
+    def bytes_mapped(self) -> int:
+        return sum(length for *_, length in self.mappings)
+
+
+def test_a_subflow_that_acks_but_loses_mappings_is_bypassed_by_the_data_timer():
+    network, client, server, connection, accepted = open_connection(seed=3)
+    data = payload(1 << 20, seed=3)
+    connection.send(data)
+    dark = connection.subflows[1]
+    assert network.run(lambda: dark.tcp.sender.snd_una - dark.tcp.iss > 60_000,
+                       time_limit=5)
+    log = MappingLog()
+
+    def black_hole(datagram: Datagram) -> Datagram:
+        # The path keeps its TCP going (segments and ACKs pass), but the mappings are
+        # stripped: the peer's TCP acknowledges bytes its data level never sees.
+        log.record(datagram)
+        dss = dss_of(datagram)
+        if datagram.src == dark.local and dss is not None and dss.mapping is not None:
+            return replace_dss(datagram, dataclasses.replace(dss, mapping=None))
+        return datagram
+
+    client.mutate = black_hole
+    started = network.now
+    got = receive_all(network, accepted, len(data), time_limit=30)
+    assert sha256(got) == sha256(data)
+    assert network.now - started < 15  # timer-paced, not stalled
+    counters = client.host.counters
+    assert counters["DataRtoRetrans"] >= 1 and counters["MPTCPRetrans"] >= 1
+    assert not dark.stale and not dark.dead  # TCP saw nothing wrong on that path
+    served = accepted.subflows[1]
+    assert len(served.receiver.pending) > 0  # bytes TCP-acked, never given to MPTCP
+    # The chunks went again on the other subflow: same DSNs, new mappings there.
+    both = {dark.local, connection.subflows[0].local}
+    resent = [dsn for dsn, sources in log.sources_by_dsn().items() if sources >= both]
+    assert len(resent) >= 2, resent
+
+
+def test_a_mapping_dropped_at_the_data_level_comes_again_on_another_subflow():
+    network, client, server, connection, accepted = open_connection(seed=4)
+    data = payload(600_000, seed=4)
+    victim = connection.subflows[1]
+    log = MappingLog()
+    target: dict[str, int] = {}
+
+    def push_one_mapping_out_of_window(datagram: Datagram) -> Datagram:
+        log.record(datagram)
+        dss = dss_of(datagram)
+        if datagram.src != victim.local or dss is None or dss.mapping is None:
+            return datagram
+        mapping = dss.mapping
+        if "dsn" not in target and mapping.dsn - connection.local_idsn > 100_000:
+            target["dsn"] = mapping.dsn
+        if target.get("dsn") != mapping.dsn:
+            return datagram
+        # Every copy of that one mapping on this subflow (TCP retransmissions too) now
+        # names DSNs far past the receiver's window: its TCP acks the bytes, its data
+        # level drops them (NoDSSInWindow), as Linux does with out-of-window data.
+        moved = DataSequenceMapping((mapping.dsn + (1 << 40)) & ((1 << 64) - 1),
+                                    mapping.subflow_sequence, mapping.data_level_length,
+                                    mapping.checksum)
+        return replace_dss(datagram, dataclasses.replace(dss, mapping=moved))
+
+    client.mutate = push_one_mapping_out_of_window
+    connection.send(data)
+    got = receive_all(network, accepted, len(data), time_limit=20)
+    assert sha256(got) == sha256(data)
+    assert "dsn" in target
+    assert server.host.counters["NoDSSInWindow"] >= 1
+    assert client.host.counters["DataRtoRetrans"] >= 1
+    # The dropped chunk was sent again, same DSN, on the other subflow.
+    assert log.sources_by_dsn()[target["dsn"]] >= {victim.local,
+                                                   connection.subflows[0].local}
+    assert server.host.counters["DSSNotMatching"] == 0
+
+
+def test_withheld_data_acks_make_duplicates_that_are_counted_once_and_delivered_once():
+    network, client, server, connection, accepted = open_connection(seed=5)
+    data = payload(400_000, seed=5)
+    log = MappingLog()
+    client.mutate = lambda datagram: (log.record(datagram), datagram)[1]
+    quiet: dict[str, float] = {}
+
+    def withhold_data_acks(datagram: Datagram) -> Datagram:
+        # For 0.8 s the server's segments lose their DSS: TCP acks flow, DATA_ACKs
+        # do not, so the client's data-level timer fires and resends data the server
+        # already has.
+        if "from" not in quiet and accepted.reassembly.rcv_nxt - accepted.remote_idsn > 100_000:
+            quiet["from"] = network.now
+        start = quiet.get("from")
+        if start is not None and network.now < start + 0.8 and dss_of(datagram):
+            return replace_dss(datagram, None)
+        return datagram
+
+    server.mutate = withhold_data_acks
+    connection.send(data)
+    got = receive_all(network, accepted, len(data), time_limit=20)
+    assert sha256(got) == sha256(data)  # every byte once, in order
+    end = connection.local_idsn + 1 + len(data)
+    assert network.run(lambda: connection.snd_una == end, time_limit=5)
+    network.run(time_limit=2)  # let every resent copy arrive
+    assert all(sf.tcp.sender.flight_size == 0 for sf in connection.subflows)
+    assert client.host.counters["DataRtoRetrans"] >= 1
+    counters = server.host.counters
+    assert counters["DuplicateData"] >= 1
+    # Lossless links: every byte mapped more than once arrived as an extra copy, and
+    # each extra copy was counted once.
+    extra = log.bytes_mapped() - len(data)
+    assert extra > 0
+    assert accepted.reassembly.duplicate_bytes == extra
+
+
+def test_a_reader_that_does_not_read_stops_the_sender_at_the_window():
+    window = 128 << 10
+    server_config = MptcpConfig(tcp=TcpConfig(time_wait=1.0), receive_buffer=window)
+    network, client, server, connection, accepted = open_connection(
+        seed=6, server_config=server_config)
+    data = payload(1 << 20, seed=6)
+    connection.send(data)
+    start = connection.local_idsn + 1
+    network.run(time_limit=3)  # nobody reads
+    stopped_at = connection.snd_una - start
+    # The window field counts in units of 2**shift (32 bytes here), rounded up.
+    assert window - 2 * 1460 <= stopped_at <= window + 32, stopped_at
+    assert connection.snd_nxt - start <= window + 32 + 1  # one probe byte at most
+    assert len(accepted.received) == stopped_at  # held for the reader, none dropped
+    network.run(time_limit=3)  # still nobody reads: at most a few probe bytes more
+    assert connection.snd_una - start - stopped_at <= 8
+    assert server.host.counters["NoDSSInWindow"] == 0  # the sender kept to the window
+    # Reading reopens the window; the rest follows, nothing lost or doubled.
+    got = receive_all(network, accepted, len(data), time_limit=20)
+    assert sha256(got) == sha256(data)
+    assert connection.send_edge - connection.snd_una <= window + 2 * 1460
