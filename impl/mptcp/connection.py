@@ -13,7 +13,8 @@ subflows that have room, each chunk one mapping (`dss.Mapping`) repeated on all 
 segments. DATA_ACKs (64-bit) free the send buffer; the receive side widens 32-bit
 values, checks mappings per subflow and reassembles across subflows by DSN. DATA_FIN
 takes one DSN (3.3.3); the close follows Appendix D (`data_state`). When a subflow dies
-its mappings not yet DATA_ACKed are reinjected on the others (3.3.6).
+its mappings not yet DATA_ACKed are reinjected on the others (3.3.6); the data-level
+retransmission timer and the connection-level receive window live in `datalevel.py`.
 
 Fallback (3.7): a SYN/ACK without MP_CAPABLE (or a listener's first ACK without any
 MPTCP option) makes the connection plain TCP on that one subflow for life: no MPTCP
