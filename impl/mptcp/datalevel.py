@@ -90,11 +90,10 @@ class DataLevelMixin:
         if self.fallback or self.is_closed:
             return
         if self.snd_una < self.snd_nxt:
-            if self._retransmit_head():
-                self._rtx_backoff += 1
+            self._retransmit_head()
         elif self._window_blocked():
             self._window_probe()
-            self._rtx_backoff += 1
+        self._rtx_backoff += 1  # even with no subflow to send on: no busy timer
         self._arm_data_timer(now)
 
     def _head_chunk(self) -> tuple[int, int, list[Subflow]]:
@@ -140,6 +139,9 @@ class DataLevelMixin:
         mapping must start a segment of its own, so it waits for room), on a subflow
         that did not carry the head when there is one (`_rtx_avoid`)."""
         ranges, carriers = self._retransmit_ranges()
+        # Not twice: an earlier expiry's chunk may still wait for room.
+        ranges = [(a, b) for a, b in ranges
+                  if not any(s <= a and b <= e for s, e in self.reinject)]
         if not ranges or not any(sf.usable for sf in self.subflows):
             return False
         self._rtx_avoid = carriers
