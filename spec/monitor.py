@@ -83,6 +83,12 @@ def _param_samples(system: SystemSpec, label: str, values: Mapping[str, Any]) ->
             for combo in product(*choices)]
 
 
+def rule_key(prefix: str, rule_name: str) -> str:
+    """A fired rule as the model checks name it: "connection:<rule>" for the connection
+    machine (prefix "conn"), "subflow:<rule>" for any subflow slot ("sf0", "sf1", ...)."""
+    return f"{'connection' if prefix == 'conn' else 'subflow'}:{rule_name}"
+
+
 def enabled_steps(system: SystemSpec, values: Mapping[str, Any]) -> list[str]:
     """What could happen in a state: 'label[slot]: rules' for each enabled label/slot."""
     found: dict[str, set[str]] = {}
@@ -104,6 +110,11 @@ class Monitor:
         self.states: set[State] = {freeze(system.initial_values())}
         self.count = 0
         self.rejection: Verdict | None = None
+        # Rules fired, as "connection:<rule>" / "subflow:<rule>" (the coverage keys of the
+        # model checks): `fired` holds the rules every way of taking some step fired (so
+        # every run the trace allows fired them); `maybe_fired` those some way fired.
+        self.fired: set[str] = set()
+        self.maybe_fired: set[str] = set()
 
     @property
     def accepted(self) -> bool:
@@ -122,10 +133,13 @@ class Monitor:
         states = self.states
         for position, step in enumerate(steps):
             following: set[State] = set()
+            ways: list[frozenset[str]] = []
             for state in states:
                 try:
-                    for _, values in self.system.successors(dict(state), step):
+                    for candidate, values in self.system.successors(dict(state), step):
                         following.add(freeze(values))
+                        ways.append(frozenset(rule_key(prefix, rule.name)
+                                              for prefix, rule in candidate.rules))
                 except (ValueError, KeyError, IndexError) as error:
                     return self._reject(index, states, f"event {index}: {error}")
             if not following:
@@ -138,6 +152,8 @@ class Monitor:
                     f"{where} is not allowed in any possible state")
             if len(following) > MAX_STATES:
                 return self._reject(index, states, f"event {index}: over {MAX_STATES} states")
+            self.fired |= frozenset.intersection(*ways)
+            self.maybe_fired |= frozenset.union(*ways)
             states = following
         self.states = states
         return True
@@ -173,4 +189,5 @@ def check_trace(trace: Iterable[Event] | str | Path | IO[str],
     return monitor.verdict
 
 
-__all__ = ["Monitor", "TraceError", "Verdict", "check_trace", "describe", "enabled_steps"]
+__all__ = ["Monitor", "TraceError", "Verdict", "check_trace", "describe", "enabled_steps",
+           "rule_key"]

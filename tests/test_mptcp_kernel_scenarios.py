@@ -23,192 +23,44 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from impl.io.mptcp_host import SimMptcpHost
-from impl.io.pcap import PcapFile
-from impl.io.tun_loop import TunDriver
-from impl.lab.kernel_socket import KernelSocket
 from impl.lab.netns import list_namespaces
 from impl.lab.run import our_config
-from impl.lab.topology import KernelPeerLab, PathSpec, kernel_counter_delta
-from impl.mptcp.connection import MptcpConfig, MptcpConnection
-from impl.mptcp.host import MptcpHost
+from impl.lab.scripted import PORT, ScriptedRun, scripted_lab
+from impl.mptcp.connection import MptcpConfig
 
 from . import tshark_judge
 from .mptcp_sim import payload, sha256
 
 pytestmark = pytest.mark.netns
 
-PORT = 5201
 SIZE = 96 * 1024
 MIDWAY = 5 * SIZE  # a transfer with a subflow removed while it runs
-FLAG_SIGNAL = 1  # MPTCP_PM_ADDR_FLAG_SIGNAL
 SIGNAL_ID = 2
 CONFIG = MptcpConfig(tcp=our_config(False))
 CONFIG_V6 = MptcpConfig(tcp=our_config(True))
 
 
-class Ticker:
-    """An endpoint with no addresses whose timer wakes the driver every 20 ms, so the
-    in-process kernel socket is pumped even when no packet arrives."""
-
-    addresses: tuple = ()
-
-    def receive(self, datagram, now: float) -> None:
-        raise AssertionError("the ticker owns no address")
-
-    def datagrams_to_send(self, now: float) -> list:
-        return []
-
-    def next_timer(self) -> float:
-        return time.monotonic() + 0.02
-
-    def handle_timer(self, now: float) -> None:
-        return None
-
-
-@dataclass
-class Scenario:
-    lab: KernelPeerLab
-    driver: TunDriver
-    host: MptcpHost
-    kernel: KernelSocket
-    pcap: Path
-    before: dict[str, int] = field(default_factory=dict)
-    connection: MptcpConnection | None = None
-    received: bytearray = field(default_factory=bytearray)  # what our connection read
-    judgement: tshark_judge.Judgement | None = None
-
-    def step(self) -> None:
-        self.kernel.pump()
-        if self.connection is None and self.host.accepted:
-            self.connection = self.host.accepted[0]
-        if self.connection is not None:
-            self.received += self.connection.read()
-
-    def run(self, until: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-        def round_() -> bool:
-            self.step()
-            return until()
-
-        assert self.driver.run(round_, timeout), f"timed out waiting for {what}: {self.state()}"
-
-    def state(self) -> str:
-        connection = self.connection
-        ours = "no connection" if connection is None else (
-            f"data_state={connection.data_state} closed={connection.closed_reason} "
-            f"subflows={connection.subflows} counters={self.host.counters.nonzero()}")
-        kernel = self.kernel
-        return (f"{ours}; kernel received={len(kernel.received)} sent={kernel.sent} "
-                f"eof={kernel.eof} error={kernel.error}; delta={self.kernel_delta()}")
-
-    def kernel_delta(self) -> dict[str, int]:
-        return kernel_counter_delta(self.before, self.lab.counters())
-
-    def wait_kernel_counter(self, name: str, at_least: int = 1) -> None:
-        self.run(lambda: self.kernel_delta().get(name, 0) >= at_least, what=name)
-
-    def connect(self, remote: str | None = None) -> MptcpConnection:
-        remote = remote or self.lab.kernel_addresses[0]
-        config = CONFIG_V6 if self.lab.ipv6 else CONFIG
-        self.connection = self.host.connect(remote, PORT, time.monotonic(), config)
-        return self.connection
-
-    def exchange(self, ours: bytes, theirs: bytes, what: str = "data both ways") -> None:
-        """Send `ours` to the kernel and `theirs` from it; wait until both arrived."""
-        assert self.connection is not None
-        kernel_wants = len(self.kernel.received) + len(ours)
-        we_want = len(self.received) + len(theirs)
-        if ours:
-            self.connection.send(ours)
-        if theirs:
-            self.kernel.send(theirs)
-        self.run(lambda: len(self.kernel.received) >= kernel_wants
-                 and len(self.received) >= we_want, what=what)
-
-    def start_exchange(self, ours: bytes, theirs: bytes) -> Callable[[], bool]:
-        """Like `exchange`, but returns once a third has arrived both ways (the rest in
-        flight); the returned predicate says when all of it arrived."""
-        assert self.connection is not None
-        kernel_wants = len(self.kernel.received) + len(ours)
-        we_want = len(self.received) + len(theirs)
-        self.connection.send(ours)
-        self.kernel.send(theirs)
-        self.run(lambda: len(self.kernel.received) >= kernel_wants - 2 * len(ours) // 3
-                 and len(self.received) >= we_want - 2 * len(theirs) // 3, what="a third")
-        return lambda: (len(self.kernel.received) >= kernel_wants
-                        and len(self.received) >= we_want)
-
-    def close_both(self, *, we_first: bool | None = True) -> None:
-        """Graceful close: DATA_FIN one way, EOF seen, then the other way (we_first None:
-        both at once, Appendix D's simultaneous close)."""
-        connection = self.connection
-        assert connection is not None
-        if we_first is None:
-            connection.close()
-            self.kernel.shutdown_write()
-        elif we_first:
-            connection.close()
-            self.run(lambda: self.kernel.eof, what="the kernel's EOF")
-            self.kernel.shutdown_write()
-        else:
-            self.kernel.shutdown_write()
-            self.run(lambda: connection.peer_closed, what="our EOF (the kernel's DATA_FIN)")
-            connection.close()
-        self.run(lambda: self.kernel.eof and connection.peer_closed
-                 and connection.data_state == "CLOSED", what="both DATA_FINs")
-        self.kernel.close()
-        self.run(lambda: all(sf.dead for sf in connection.subflows)
-                 or all(sf.tcp.state.name in ("TIME_WAIT", "CLOSED")
-                        for sf in connection.subflows), what="every subflow closed")
-
-    def kernel_subflows(self) -> list[str]:
-        """Peer addresses of the kernel's established TCP sockets (subflows)."""
-        result = self.lab.namespace.run("ss", "-tnH", "state", "established")
-        return [line.split()[-1].rsplit(":", 1)[0] for line in result.stdout.splitlines()
-                if line.strip()]
-
-
 @contextmanager
 def scenario(tmp_path: Path, name: str, *, kernel_mptcp: bool = True,
-             signal_endpoint: bool = False, ipv6: bool = False) -> Iterator[Scenario]:
-    """A fresh two-path lab, our host behind its TUNs, a kernel socket in its namespace;
-    afterwards the namespace is gone and the capture judged by tshark."""
+             signal_endpoint: bool = False, ipv6: bool = False) -> Iterator[ScriptedRun]:
+    """A fresh two-path lab (`impl.lab.scripted`); afterwards the namespace is gone and
+    the capture judged by tshark."""
     pcap = tmp_path / f"{name}.pcap"
-    with ExitStack() as stack:
-        lab = stack.enter_context(KernelPeerLab([PathSpec(), PathSpec()], ipv6=ipv6, seed=0))
-        namespace = lab.namespace.name
-        capture = stack.enter_context(PcapFile(pcap))
-        driver = TunDriver(pcap=capture, sticky=True)
-        stack.callback(driver.close)
-        host = MptcpHost(lab.our_addresses, seed=name)
-        driver.add_endpoint(SimMptcpHost(host))
-        driver.add_endpoint(Ticker())
-        for index, (tun, ours) in enumerate(zip(lab.tuns, lab.our_addresses, strict=True)):
-            outbound, inbound = lab.links(index)
-            driver.attach(tun, [ours], label=f"path{index + 1}", outbound=outbound,
-                          inbound=inbound)
-        lab.route_by_our_address()
-        lab.mptcp_limits(subflows=2, add_addr_accepted=2)
-        if signal_endpoint:
-            lab.mptcp_endpoint(lab.kernel_addresses[1], FLAG_SIGNAL, endpoint_id=SIGNAL_ID)
-        kernel = KernelSocket(lab.namespace, mptcp=kernel_mptcp, ipv6=ipv6)
-        stack.callback(kernel.stop)
-        run = Scenario(lab, driver, host, kernel, pcap, before=lab.counters())
+    with scripted_lab(pcap, seed=name, kernel_mptcp=kernel_mptcp, ipv6=ipv6,
+                      signal_endpoint_id=SIGNAL_ID if signal_endpoint else None) as run:
+        namespace = run.lab.namespace.name
         yield run
         # Shown with `pytest -s`: the rows of docs/mptcp-interop.md.
         print(f"\n{name}: kernel {mptcp_only(run.kernel_delta())} ours "
               f"{run.host.counters.nonzero()}")
-        kernel.stop()
-        driver.drain(timeout=0.5)
     assert namespace not in list_namespaces()
-    run.judgement = judgement = tshark_judge.judge_mptcp_capture(pcap)
+    run.judgement = judgement = tshark_judge.judge_mptcp_capture(pcap)  # type: ignore[attr-defined]
     assert judgement.problems == [], judgement.problems
     assert judgement.mptcp_problems == [], judgement.mptcp_problems
 
@@ -218,7 +70,7 @@ def mptcp_only(delta: dict[str, int]) -> dict[str, int]:
             if name.startswith("MPTcpExt") and name != "MPTcpExtMPCurrEstab"}
 
 
-def join_announced(run: Scenario) -> object:
+def join_announced(run: ScriptedRun) -> object:
     """Our client joins the kernel's announced (signal) address from our path-2
     address once the ADD_ADDR arrived (3.4.1)."""
     connection = run.connection

@@ -79,3 +79,22 @@ def test_a_system_sized_for_real_byte_counts():
     too_far = trace[:-1] + [SegmentReceived(0, "A", options=(Dss(data_ack=5001),))]
     verdict = check_trace(too_far, big)  # ignored as out of window, not an error
     assert verdict.accepted and "snd_una" not in verdict.states[0]
+
+
+def test_monitor_reports_the_rules_a_trace_fired():
+    from spec.scenarios import BAD_HMAC, FALLBACK
+
+    monitor = Monitor()
+    for event in FALLBACK.events:
+        assert monitor.feed(event)
+    fired = monitor.fired
+    # the SYN/ACK without MP_CAPABLE, the FIN as DATA_FIN, the subflow TIME_WAIT
+    assert {"connection:conn_synack_plain", "subflow:sf_synack_plain",
+            "connection:conn_fallback_fin_sent", "subflow:sf_time_wait_expired"} <= fired
+    assert not any("join" in rule for rule in monitor.maybe_fired)
+    assert fired <= monitor.maybe_fired
+    monitor = Monitor()
+    for event in BAD_HMAC.events:
+        monitor.feed(event)
+    assert "subflow:sf_join_ack_hmac_failure" in monitor.fired
+    assert "subflow:sf_join_ack" not in monitor.maybe_fired

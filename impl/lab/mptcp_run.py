@@ -29,6 +29,7 @@ import ipaddress
 import secrets
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import ExitStack
 from types import SimpleNamespace
 from typing import Any
@@ -191,9 +192,11 @@ def subflow_report(connection: MptcpConnection | None,
 
 
 def run_mptcp_with_kernel(spec: Any, *, kernel_endpoints: str = "subflow",
-                          kernel_limits: int | None = None) -> dict[str, Any]:
+                          kernel_limits: int | None = None,
+                          mutate: Callable | None = None) -> dict[str, Any]:
     """One MPTCP transfer between our host and the kernel as `spec` (a `LabRunSpec`)
-    says; the report of `impl.lab.run`."""
+    says; the report of `impl.lab.run`. `mutate` is our host's outgoing middlebox
+    (`SimMptcpHost.mutate`), for tests that forge or corrupt what we send."""
     from impl.lab.run import _judge, _link_report, _roles, our_config
 
     if kernel_endpoints not in ENDPOINT_MODES:
@@ -209,7 +212,9 @@ def run_mptcp_with_kernel(spec: Any, *, kernel_endpoints: str = "subflow",
         driver = TunDriver(pcap=capture, logger=logger, sticky=True)
         stack.callback(driver.close)
         host = MptcpHost(lab.our_addresses, seed=secrets.randbits(64), logger=logger)
-        driver.add_endpoint(SimMptcpHost(host))
+        endpoint = SimMptcpHost(host)
+        endpoint.mutate = mutate
+        driver.add_endpoint(endpoint)
         ports = []
         for index, (tun, ours) in enumerate(zip(lab.tuns, lab.our_addresses, strict=True)):
             outbound, inbound = lab.links(index)

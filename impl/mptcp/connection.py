@@ -18,7 +18,9 @@ retransmission timer and the connection-level receive window live in `datalevel.
 
 Fallback (3.7): a SYN/ACK without MP_CAPABLE (or a listener's first ACK without any
 MPTCP option) makes the connection plain TCP on that one subflow for life: no MPTCP
-option is sent again and the subflow's byte stream is the data stream.
+option is sent again and the subflow's byte stream is the data stream. A DSS checksum
+failure leads there too, through MP_FAIL and the infinite mapping (`failure.py`).
+`project()` maps this connection onto the spec's state (`project.py`).
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from impl.tcp.config import TcpConfig
 from impl.tcp.connection import TcpConnection
 from impl.tcp.events import DataReceived, PeerClosed
 from impl.tcp.segment import Segment
-from impl.tcp.state import TcpState
-from impl.wire.mptcp_options import MpCapable, MpFastclose, MpTcpRst, MpTcpRstReason
+from impl.tcp.state import RST_ON_ABORT_STATES, TcpState
+from impl.wire.mptcp_options import MpCapable, MpFastclose, MpTcpRst
 from impl.wire.tcp import TcpFlags, TcpHeader
 
 from . import handshake
 from .datalevel import DataLevelMixin
 from .dss import ChecksumFailure, DataReassembly
+from .failure import FailureMixin
 from .input import InputMixin
 from .join import JoinState
 from .output import OutputMixin
@@ -75,7 +78,13 @@ class MptcpConfig:
     receive_buffer: int | None = None
 
 
-class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
+def _joining(subflow: Subflow) -> bool:
+    """An MP_JOIN initiator still waiting for the fourth ACK (3.2)."""
+    join = subflow.join
+    return join is not None and join.active and not join.fourth_ack_seen
+
+
+class MptcpConnection(InputMixin, OutputMixin, FailureMixin, DataLevelMixin):
     def __init__(self, host, config: MptcpConfig, *, client: bool, local_key: int) -> None:
         self.host = host
         self.config = config
@@ -90,6 +99,15 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
         self.remote_idsn: int | None = None
         self.checksums = config.checksums
         self.fallback = False
+        self.mp_fail_dsn: int | None = None  # MP_FAIL owed to the peer (3.7, failure.py)
+        self.mp_fail_received = False
+        self.fell_back_without_infinite_mapping = False
+        # What the application did, for project() (the spec counts data it wrote/read).
+        self.bytes_written = 0
+        self.bytes_read = 0
+        self.data_fin_on_wire = False  # our DATA_FIN left on some segment (3.3.3)
+        self.fastclose_sent = False  # abort() put MP_FASTCLOSE on a RST (3.5)
+        self.aborted_by_app = False
         # 3.1: the initiator repeats MP_CAPABLE until a DSS shows the keys arrived.
         self.fully_established = not client
         self.subflows: list[Subflow] = []
@@ -189,7 +207,7 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
         join = JoinState(active=True, local_nonce=self.host.rng.getrandbits(32),
                          address_id=self.host.address_id(local), backup=backup)
         subflow = Subflow(self, local, remote, initial=False, active=True, join=join)
-        if self._ready_to_join:
+        if self._may_open_joins:
             self._start_subflow(subflow, remote_port, now)
         else:
             # Like Linux's path manager, join only once the connection is fully
@@ -197,6 +215,13 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
             # know the connection's token yet and resets the SYN.
             self._pending_joins.append((subflow, remote_port))
         return subflow
+
+    @property
+    def _may_open_joins(self) -> bool:
+        """Joins start once the keys are confirmed, and not after our MP_FAIL (3.7:
+        fallback is near). A close() does not stop them: the data written before it
+        may still be on its way (Linux, too, joins and accepts joins then)."""
+        return self._ready_to_join and self.mp_fail_dsn is None
 
     @property
     def _ready_to_join(self) -> bool:
@@ -218,6 +243,7 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
     def send(self, data: bytes | bytearray | memoryview) -> None:
         if self.fin_dsn is not None:
             raise ConnectionError("send after close")
+        self.bytes_written += len(data)
         if self.fallback:
             self.subflows[0].tcp.send(data)
         else:
@@ -227,10 +253,10 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
         """Orderly close of our direction: a DATA_FIN after the data (3.3.3)."""
         if self.fin_dsn is not None:
             return
-        self._peer_closed_first = self.peer_closed
+        self._peer_closed_first = self.peer_closed or (
+            self.reassembly is not None and self.reassembly.fin_dsn is not None)
         self.fin_dsn = self.snd_buffer.end
-        if self.fallback:
-            self.subflows[0].tcp.close()
+        self._maybe_close_subflows()
 
     def abort(self) -> None:
         """Abortive close of the whole connection (3.5): every subflow is reset, the
@@ -240,10 +266,18 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
             return
         for subflow in self.subflows:
             if not subflow.tcp.is_closed:
-                if not self.fallback and self.remote_key is not None:
-                    subflow.rst_options = (MpFastclose(self.remote_key),)  # counted as sent
+                # Only on subflows whose MPTCP handshake is complete and where abort()
+                # sends a RST (RFC 9293 3.10.5): elsewhere the MP_FASTCLOSE would ride
+                # on a later RST to a stray segment. MPFastcloseTx is counted when a RST
+                # really carries it (output.py).
+                if not self.fallback and self.remote_key is not None and (
+                        subflow.tcp.state in RST_ON_ABORT_STATES) and (
+                        subflow.tcp.state is not S.SYN_RECEIVED) and not _joining(subflow):
+                    subflow.rst_options = (MpFastclose(self.remote_key),)
+                    self.fastclose_sent = True
                 subflow.tcp.abort()
         self.closed_reason = "aborted"
+        self.aborted_by_app = True
         self.host.tokens.release(self.local_token)
 
     def set_backup(self, subflow: Subflow, backup: bool) -> None:
@@ -264,6 +298,9 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
         """REMOVE_ADDR (3.4.2): stop using `address`; our subflows on it are reset."""
         address = ipaddress.ip_address(address)
         self.signals.remove(self.host.address_id(address))
+        # Joins from that address that have not started yet never will.
+        self._pending_joins = [(sf, port) for sf, port in self._pending_joins
+                               if sf.local != address]
         for subflow in self.subflows:
             if subflow.local == address and not subflow.tcp.is_closed:
                 subflow.tcp.abort()
@@ -278,8 +315,15 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
     def read(self) -> bytes:
         data = bytes(self.received)
         self.received.clear()
+        self.bytes_read += len(data)
         self._window_update_after_read(len(data))
         return data
+
+    def project(self, config=None) -> dict:
+        """This connection as a state of the spec (DESIGN principle 5; project.py)."""
+        from .project import project
+
+        return project(self, config)
 
     @property
     def established(self) -> bool:
@@ -319,6 +363,10 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
         if segment.header.flags & TcpFlags.RST and was_open and tcp.is_closed:
             self._on_reset(subflow, segment.header)  # the TCP accepted the RST
         self._drain(subflow)
+        # 3.3.3: subflows close only after the whole segment was processed, so a FIN
+        # riding on the segment that DATA_ACKs our DATA_FIN is taken before ours goes
+        # out (CLOSE_WAIT -> LAST_ACK rather than a FIN_WAIT_1 -> CLOSING crossing).
+        self._maybe_close_subflows()
         self._check_finished()
 
     def _check_finished(self) -> None:
@@ -343,22 +391,22 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
         tcp = subflow.tcp
         for event in tcp.events():
             if isinstance(event, DataReceived):
-                if self.fallback:
+                if self.fallback and subflow.receiver.infinite_dsn is None:
                     self.received += event.data
                 else:
                     subflow.receiver.feed(event.data, event.relative_seq)
             elif isinstance(event, PeerClosed) and self.fallback:
                 self.peer_closed = True
-        if self.fallback or self.reassembly is None or subflow.dead:
-            return
+        if self.reassembly is None or subflow.dead or (
+            self.fallback and subflow.receiver.infinite_dsn is None
+        ):
+            return  # after fallback without an infinite mapping, bytes went up as they are
         try:
             pieces = subflow.receiver.drain()
-        except ChecksumFailure:
-            # 3.3.1 / 3.7: with checksums, a mismatch on a subflow is middlebox
-            # interference; we reset that subflow (MP_FAIL + infinite mapping for a
-            # lone subflow is not built yet) and the data comes again elsewhere.
-            self.counters.inc("DataCsumErr")
-            self._reset_subflow(subflow, MpTcpRstReason.MIDDLEBOX_INTERFERENCE)
+        except ChecksumFailure as failure:
+            # 3.3.1 / 3.7: a mismatch is middlebox interference: MP_FAIL and fallback on
+            # a lone subflow, else a reset of this one (failure.py).
+            self._on_checksum_failure(subflow, failure.mapping)
             return
         for dsn, data in pieces:
             if not self._in_rcv_window(dsn):
@@ -380,7 +428,6 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
             for subflow in self.subflows:
                 if subflow.usable:
                     subflow.tcp.request_ack()  # DATA_ACK the DATA_FIN promptly
-            self._maybe_close_subflows()
 
     # -- subflow life -------------------------------------------------------------------
 
@@ -450,13 +497,23 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
         self.host.tokens.release(self.local_token)
 
     def _maybe_close_subflows(self) -> None:
-        """3.3.3: once both DATA_FINs are acknowledged, close every subflow (FIN)."""
+        """3.3.3: once both DATA_FINs are acknowledged, close every subflow (FIN). After
+        fallback (3.7) the TCP FIN is the DATA_FIN: it follows close() at once."""
+        if self.fallback and self.fin_dsn is not None:
+            for subflow in self.subflows:
+                tcp = subflow.tcp
+                if subflow.initial and not tcp.is_closed and tcp.sender.fin_seq is None:
+                    tcp.close()
+            return
         if self._subflows_closing or self.data_state != "TIME_WAIT":
             return
         self._subflows_closing = True
         for subflow in self.subflows:
             if not subflow.tcp.is_closed:
-                subflow.tcp.close()
+                if _joining(subflow):
+                    subflow.tcp.abort()  # 3.2: a join that never completed is reset
+                else:
+                    subflow.tcp.close()
 
     def next_timer(self) -> float | None:
         timers = [sf.tcp.next_timer() for sf in self.subflows]
@@ -487,6 +544,7 @@ class MptcpConnection(InputMixin, OutputMixin, DataLevelMixin):
                     subflow.handshake_ack_backoff += 1
                     subflow.handshake_ack_deadline = now + subflow.tcp.rtt.rto * (
                         2 ** min(subflow.handshake_ack_backoff, 6))
+        self._maybe_close_subflows()
         self._check_finished()
         signal_deadline = self.signals.next_deadline()
         if signal_deadline is not None and signal_deadline <= now:

@@ -27,6 +27,7 @@ COUNTER_NAMES = (
     "DSSNotMatching",  # a mapping that contradicts an earlier one (3.3.1)
     "DataCsumErr",  # DSS checksum mismatch (3.3.1)
     "InfiniteMapRx",
+    "InfiniteMapTx",  # the infinite mapping sent after the peer's MP_FAIL (3.7)
     "DuplicateData",  # data-level bytes received twice
     "OFOQueue",  # data-level bytes queued out of order
     "NoDSSInWindow",  # out-of-order data past our data-level window, dropped (3.3.4)
@@ -41,6 +42,7 @@ COUNTER_NAMES = (
     "MPPrioTx",  # MP_PRIO (3.3.8)
     "MPPrioRx",
     "MPFailRx",
+    "MPFailTx",  # MP_FAIL options sent (3.7)
     "MPFastcloseRx",
     "MPFastcloseTx",
     "MPRstRx",  # MP_TCPRST received (3.6)

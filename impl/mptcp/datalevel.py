@@ -90,11 +90,20 @@ class DataLevelMixin:
         if self.fallback or self.is_closed:
             return
         if self.snd_una < self.snd_nxt:
-            self._retransmit_head()
+            if not self._checksum_failure_possible():
+                self._retransmit_head()
         elif self._window_blocked():
             self._window_probe()
         self._rtx_backoff += 1  # even with no subflow to send on: no busy timer
         self._arm_data_timer(now)
+
+    def _checksum_failure_possible(self) -> bool:
+        """3.7: with checksums on a subflow that was never joined, a DATA_ACK that stalls
+        while TCP delivers means the peer's checksum failed: its MP_FAIL and our
+        infinite mapping settle that, and a resent chunk would reach the peer's byte
+        stream twice once it maps the subflow straight through."""
+        return (self.mp_fail_dsn is not None or self.mp_fail_received
+                or (self.checksums and len(self.subflows) == 1))
 
     def _head_chunk(self) -> tuple[int, int, list[Subflow]]:
         """The oldest unacknowledged chunk: from `snd_una` to the end of the mapping

@@ -132,9 +132,23 @@ class MappingReceiver:
         self.infinite_dsn: int | None = None  # DSN of subflow byte `infinite_ssn`
         self.infinite_ssn = 0
 
+    def start_infinite(self, dsn: int, ssn: int) -> None:
+        """3.7: subflow bytes from `ssn` on are data bytes from `dsn` on (after fallback,
+        or a failed checksum); bytes before `ssn` not handed up yet are dropped."""
+        self.mappings.clear()
+        self.infinite_dsn = dsn
+        self.infinite_ssn = ssn
+
+    def _discard(self, count: int) -> None:
+        del self.pending[:count]
+        self.pending_ssn += count
+
     def add(self, mapping: Mapping) -> bool:
         """Record a mapping. Returns False for an identical repeat or one wholly below
-        what was already consumed; raises MappingConflict for a contradiction."""
+        what was already consumed (or once the infinite mapping holds); raises
+        MappingConflict for a contradiction."""
+        if self.infinite_dsn is not None:
+            return False
         if mapping.ssn_end <= self.pending_ssn and mapping.length:
             return False  # old: its bytes were handed up already
         for known in self.mappings:
@@ -160,6 +174,8 @@ class MappingReceiver:
         With checksums a mapping's bytes go up only once all of them are here and the
         sum matches; a mismatch raises ChecksumFailure."""
         out: list[tuple[int, bytes]] = []
+        if self.infinite_dsn is not None and self.pending_ssn < self.infinite_ssn:
+            self._discard(min(len(self.pending), self.infinite_ssn - self.pending_ssn))
         while self.pending:
             if self.infinite_dsn is not None:  # 3.7: the rest maps straight through
                 out.append((self.infinite_dsn + self.pending_ssn - self.infinite_ssn,

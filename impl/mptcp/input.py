@@ -56,6 +56,8 @@ class InputMixin:
             if isinstance(option, MpTcpRst):
                 self.counters.inc("MPRstRx")  # 3.6: why the peer reset this subflow
                 subflow.peer_rst_reason = option.reason
+            elif isinstance(option, MpFail):
+                self.counters.inc("MPFailRx")  # 3.7: the peer's checksum failed here
             elif isinstance(option, MpFastclose) and option.receiver_key == self.local_key:
                 # 3.5: the peer abandoned the whole connection.
                 self.counters.inc("MPFastcloseRx")
@@ -68,6 +70,10 @@ class InputMixin:
             return
         options = header.mptcp_options()
         flags = int(header.flags)
+        if self.mp_fail_dsn is not None and not options and (
+                len(payload) or flags & TcpFlags.FIN):
+            self._on_plain_after_fail(subflow)  # 3.7: the peer fell back (failure.py)
+            return
         if flags & TcpFlags.SYN:
             if flags & TcpFlags.ACK:
                 self._on_syn_ack(subflow, header, options)
@@ -121,10 +127,10 @@ class InputMixin:
             elif isinstance(option, MpTcpRst):
                 self.counters.inc("MPRstRx")
             elif isinstance(option, MpFail):
-                # 3.7: the peer's checksum failed on a lone subflow and it asks for an
-                # infinite mapping; we do not send one yet (counted, then the peer's
-                # own timeout or reset decides).
-                self.counters.inc("MPFailRx")
+                # 3.7: the peer's checksum failed; on a lone subflow we answer with the
+                # infinite mapping and fall back (failure.py). The DATA_ACK beside it
+                # still counts.
+                self._on_mp_fail(subflow, option)
 
     def _on_syn_ack(self, subflow: Subflow, header: TcpHeader, options: tuple) -> None:
         if subflow.join is None:
@@ -208,8 +214,8 @@ class InputMixin:
         if received:
             self.received += received
             subflow.receiver.pending = bytearray()
-        if self.fin_dsn is not None:
-            subflow.tcp.close()
+        # A close() already made follows as the TCP FIN once this segment is processed
+        # (`_maybe_close_subflows`), so a FIN on the same segment is taken first.
 
     def _set_remote_key(self, key: int) -> None:
         self.remote_key = key
@@ -235,9 +241,7 @@ class InputMixin:
         dsn = widen(mapping.dsn, 64 if mapping.dsn_is_64bit else 32, reference)
         length = mapping.data_level_length
         if length == 0:  # 3.3.1 / 3.7: the infinite mapping
-            self.counters.inc("InfiniteMapRx")
-            subflow.receiver.infinite_dsn = dsn
-            subflow.receiver.infinite_ssn = mapping.subflow_sequence
+            self._on_infinite_mapping(subflow, dsn, mapping.subflow_sequence)
             return
         if option.data_fin:
             self.reassembly.receive_fin(dsn + length - 1)  # DATA_FIN takes the last DSN
@@ -278,4 +282,3 @@ class InputMixin:
         self.reinject = [(max(s, ack), e) for s, e in self.reinject if e > ack]
         for each in self.subflows:
             each.records.forget_acked(ack, each.tcp.sender.snd_una - each.tcp.iss)
-        self._maybe_close_subflows()

@@ -63,6 +63,12 @@ class OutputMixin:
                 return (handshake.third_ack_option(
                     self.local_key, self.remote_key, self.checksums, record.length,
                     record.checksum),)
+        if kind is SegmentKind.ACK and self.mp_fail_dsn is not None:
+            fail = self.mp_fail_option()  # 3.7: repeated until the infinite mapping
+            if fail is not None:
+                data_ack = self._data_ack()
+                return (fail, Dss(data_ack=data_ack & MASK64)) if data_ack is not None \
+                    else (fail,)
         if kind is SegmentKind.ACK and subflow.prio_pending is not None:
             option = MpPrio(subflow.prio_pending)
             subflow.prio_pending = None
@@ -86,7 +92,7 @@ class OutputMixin:
             # 3.3.3: a bare DATA_FIN: subflow sequence 0, data-level length 1.
             checksum = mapping_checksum(self.fin_dsn, 0, 1, b"") if self.checksums else None
             mapping = DataSequenceMapping(self.fin_dsn & MASK64, 0, 1, checksum)
-            data_fin = True
+            data_fin = self.data_fin_on_wire = True
         if data_ack is None and mapping is None:
             return ()
         option = Dss(data_ack=data_ack & MASK64 if data_ack is not None else None,
@@ -105,6 +111,7 @@ class OutputMixin:
             (join is not None and join.active and not join.fourth_ack_seen)
             or (subflow.initial and self.client and not self.fully_established)
             or subflow.prio_pending is not None
+            or (self.mp_fail_dsn is not None and not self.fallback)
             or self._data_fin_due()
             or (self._ready_to_join and self.signals.has_pending(self._now))
         )
@@ -172,7 +179,7 @@ class OutputMixin:
     def packets_to_send(self, now: float) -> list[tuple[object, object, Segment]]:
         self._now = now
         if not self.fallback:
-            if self._pending_joins and self._ready_to_join:
+            if self._pending_joins and self._may_open_joins:
                 pending, self._pending_joins = self._pending_joins, []
                 for subflow, remote_port in pending:
                     self._start_subflow(subflow, remote_port, now)

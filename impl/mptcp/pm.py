@@ -109,4 +109,6 @@ class PathSignals:
         self.counters.inc("RmAddr")
         for address_id in option.address_ids:
             self.remote_addresses.pop(address_id, None)
+        # No echo for an address the peer has just withdrawn.
+        self._echoes = [e for e in self._echoes if e.address_id not in option.address_ids]
         return list(option.address_ids)

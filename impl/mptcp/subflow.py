@@ -70,6 +70,10 @@ class Subflow:
         self.handshake_ack_deadline: float | None = None
         self.handshake_ack_backoff = 0
         self.was_stale = False  # its data was reinjected when it went stale
+        # 3.7: after the peer's MP_FAIL, the infinite mapping we send (failure.py).
+        self.infinite_mapping = None
+        self.infinite_mapping_sent = False
+        self.infinite_mapping_on_ack = False  # no data byte to carry it
 
     @property
     def key(self) -> tuple:
@@ -143,7 +147,7 @@ class Subflow:
 
     def option_space(self, kind: SegmentKind) -> int:
         if self.connection.fallback:
-            return 0
+            return self.connection.infinite_mapping_space(self, kind)
         if kind is SegmentKind.ACK:
             # Most pure ACKs carry only a DSS with a DATA_ACK (12 bytes); saying so
             # leaves room for a SACK block (Linux does the same), without which loss
@@ -155,7 +159,7 @@ class Subflow:
         self, kind: SegmentKind, relative_seq: int, length: int, space: int
     ) -> tuple:
         if self.connection.fallback:
-            return ()
+            return self.connection.infinite_mapping_options(self, kind, relative_seq, length)
         return self.connection.options_for(self, kind, relative_seq, length, space)
 
     def on_segment_received(

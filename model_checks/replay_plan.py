@@ -1,0 +1,254 @@
+"""From a spec trace to a script of real actions: who does what, over real sockets.
+
+A trace (a coverage witness of `mptcp-ref check`, or one Hypothesis drew from the spec)
+is a list of spec events seen from our endpoint. Its controllable events become actions:
+
+- our application's calls (`AppConnect`, `AppSend`, `AppClose`, `AppAbort`, ...) are
+  calls on our endpoint (`impl.mptcp`, on TUN devices);
+- what the peer does (segments we receive: data, DATA_FIN, MP_FASTCLOSE, ADD_ADDR,
+  REMOVE_ADDR, MP_PRIO, a plain SYN, an MP_JOIN) is made to happen by driving the Linux
+  kernel: its socket (send, shutdown, close with SO_LINGER {1, 0}), its `ip mptcp`
+  endpoints (signal, subflow, backup, delete), or a plain TCP socket instead of MPTCP;
+- our own path-manager moves (MP_JOIN, ADD_ADDR, REMOVE_ADDR, MP_PRIO we send) are calls
+  on our connection;
+- what our endpoint sends otherwise is its own choice: the script leaves it to it.
+
+Some events no Linux peer can be made to show (a wrong HMAC, a join to a client, a
+checksum failure it would have to invent, an expiring timer of ours the test cannot
+wait for). A trace with one is `unexercisable` with the reason; the replay report lists
+it (a scripted packet peer built on our codec is the way to drive those).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from spec import events as ev
+
+__all__ = ["Action", "Plan", "plan_for"]
+
+MAX_PATHS = 3  # the spec's subflow slots
+
+
+@dataclass(frozen=True)
+class Action:
+    """One real step: `kind` names what `replay.ReplayRunner` does, `arg` its size/slot."""
+
+    kind: str
+    arg: int = 0
+    because: str = ""  # the trace event it comes from
+
+
+@dataclass
+class Plan:
+    our_role: str = "client"  # "client": we connect; "server": the kernel connects
+    paths: int = 1
+    kernel_mptcp: bool = True  # False: a plain TCP kernel socket (fallback, RFC 8684 3.7)
+    checksums: bool = False  # our endpoint asks for DSS checksums
+    signal: bool = False  # the kernel announces its path-2 address (ADD_ADDR)
+    kernel_joins: bool = False  # the kernel (client) has subflow endpoints: it joins us
+    actions: list[Action] = field(default_factory=list)
+    unexercisable: str | None = None  # why no Linux peer can play this trace
+
+    def key(self) -> tuple:
+        """Plans with the same key are the same real run."""
+        return (self.our_role, self.paths, self.kernel_mptcp, self.checksums, self.signal,
+                self.kernel_joins, tuple(self.actions))
+
+    def describe(self) -> str:
+        setup = [f"we are {self.our_role}", f"{self.paths} path(s)"]
+        if not self.kernel_mptcp:
+            setup.append("plain TCP kernel")
+        if self.checksums:
+            setup.append("DSS checksums")
+        if self.signal:
+            setup.append("kernel signals ADD_ADDR")
+        if self.kernel_joins:
+            setup.append("kernel joins us")
+        steps = ", ".join(f"{a.kind}({a.arg})" if a.arg else a.kind for a in self.actions)
+        return f"{'; '.join(setup)}: {steps}"
+
+
+def _refuse(plan: Plan, why: str) -> Plan:
+    if plan.unexercisable is None:
+        plan.unexercisable = why
+    return plan
+
+
+ROLE_LIMITS = ("from our server", "to our client")
+
+
+def plan_for(events: list[ev.Event]) -> Plan:
+    """The script that plays `events` against the Linux kernel (or why none can).
+
+    Linux opens subflows only as a client and takes joins only as a server, so a trace
+    that has our server open a join (or a join reach our client) is played with the roles
+    swapped when that makes it playable: the rules the trace is about are the same."""
+    plan = _plan(events)
+    if plan.unexercisable and any(limit in plan.unexercisable for limit in ROLE_LIMITS):
+        swapped = _plan(_swap_roles(events))
+        if swapped.unexercisable is None:
+            return swapped
+    return plan
+
+
+def _swap_roles(events: list[ev.Event]) -> list[ev.Event]:
+    """The same trace with our endpoint on the other side of the initial handshake."""
+    server = any(isinstance(event, ev.AppListen) for event in events)
+    swapped: list[ev.Event] = []
+    for event in events:
+        if server and isinstance(event, ev.AppListen):
+            swapped.append(ev.AppConnect())
+        elif not server and isinstance(event, ev.AppConnect):
+            swapped.append(ev.AppListen())
+        elif isinstance(event, ev.SegmentReceived | ev.SegmentSent) and event.subflow == 0 \
+                and "S" in event.flags:
+            continue  # the initial handshake: the runner makes it, in the new direction
+        else:
+            swapped.append(event)
+    return swapped
+
+
+def _plan(events: list[ev.Event]) -> Plan:
+    plan = Plan()
+    if any(isinstance(event, ev.AppListen) for event in events):
+        plan.our_role = "server"
+    slots = {event.subflow for event in events if hasattr(event, "subflow")}
+    plan.paths = min(MAX_PATHS, max(slots, default=0) + 1)
+    opened = False
+    for event in events:
+        match event:
+            case ev.AppListen():
+                plan.actions.append(Action("listen", because="AppListen"))
+            case ev.AppConnect():
+                plan.actions.append(Action("connect", because="AppConnect"))
+                opened = True
+            case ev.AppAccept() | ev.AppRecv():
+                pass  # the runner reads whatever arrives
+            case ev.AppSend(bytes=count):
+                plan.actions.append(Action("send", count, "AppSend"))
+            case ev.AppShutdown() | ev.AppClose():
+                plan.actions.append(Action("close", because=type(event).__name__))
+            case ev.AppAbort():
+                plan.actions.append(Action("abort", because="AppAbort"))
+            case ev.SegmentReceived():
+                _peer_segment(plan, event, opened)
+                opened = opened or "S" in event.flags
+            case ev.SegmentSent():
+                _our_segment(plan, event)
+            case ev.TimeWaitExpired():
+                plan.actions.append(Action("wait_time_wait", event.subflow, "TimeWaitExpired"))
+            case ev.AddressAdded() | ev.AddressRemoved():
+                if isinstance(event, ev.AddressRemoved):
+                    plan.actions.append(Action("remove_address", event.address_id,
+                                               "AddressRemoved"))
+            case ev.RtoExpired() | ev.CloseTimerExpired() | ev.AddAddrTimerExpired():
+                pass  # our endpoint's own timers: left to it (it fires them when due)
+            case ev.ConnectTimedOut() | ev.LinkDown() | ev.LinkUp():
+                _refuse(plan, f"{type(event).__name__}: a link event the replay does not "
+                              "drive yet (it needs a path held down in the lab)")
+    if plan.our_role == "server" and not any(a.kind == "kernel_connect" for a in plan.actions):
+        # A listener with no client shows nothing in a capture: the kernel connects.
+        plan.actions.append(Action("kernel_connect", because="a connection to observe"))
+    if plan.our_role == "client" and not any(a.kind == "connect" for a in plan.actions):
+        plan.actions.insert(0, Action("connect", because="a connection to observe"))
+    return plan
+
+
+def _peer_segment(plan: Plan, event: ev.SegmentReceived, opened: bool) -> None:
+    options = {option.kind: option for option in event.options}
+    if "S" in event.flags and "A" not in event.flags:  # a SYN from the kernel
+        join = options.get("MP_JOIN")
+        if join is not None:
+            if plan.our_role == "client":
+                _refuse(plan, "an MP_JOIN SYN to our client: Linux's path manager opens "
+                              "subflows only from the client side")
+            plan.kernel_joins = True
+            plan.paths = max(plan.paths, 2)
+            if not join.hmac_ok:
+                _refuse(plan, "an MP_JOIN with a wrong HMAC: Linux never sends one")
+            return
+        if "MP_CAPABLE" not in options:
+            plan.kernel_mptcp = False
+        plan.actions.append(Action("kernel_connect", because="SYN received"))
+        return
+    if "S" in event.flags:  # a SYN/ACK: the kernel listener answers our SYN
+        if "MP_CAPABLE" not in options and "MP_JOIN" not in options:
+            plan.kernel_mptcp = False
+        join = options.get("MP_JOIN")
+        if join is not None and not join.hmac_ok:
+            _refuse(plan, "an MP_JOIN SYN/ACK with a wrong HMAC: Linux never sends one")
+        return
+    capable = options.get("MP_CAPABLE")
+    if capable is not None and capable.checksum:
+        plan.checksums = True
+    join = options.get("MP_JOIN")
+    if join is not None and not join.hmac_ok:
+        _refuse(plan, "an MP_JOIN third ACK with a wrong HMAC: Linux never sends one")
+    if "R" in event.flags:
+        plan.actions.append(Action("kernel_abort", because="RST received"))
+        return
+    if "MP_FASTCLOSE" in options:
+        if not options["MP_FASTCLOSE"].key_ok:
+            _refuse(plan, "an MP_FASTCLOSE with the wrong key: Linux never sends one")
+        plan.actions.append(Action("kernel_abort", because="MP_FASTCLOSE received"))
+        return
+    if "MP_FAIL" in options:
+        _refuse(plan, "an MP_FAIL: the kernel sends one only on a DSS checksum failure, "
+                      "which needs a corrupting middlebox in the replay lab")
+    dss = options.get("DSS")
+    if dss is not None and dss.length == 0 and dss.dsn is not None:
+        _refuse(plan, "an infinite mapping from the kernel: sent only after MP_FAIL")
+    if "ADD_ADDR" in options:
+        add = options["ADD_ADDR"]
+        if not add.echo:
+            if not add.hmac_ok:
+                _refuse(plan, "an ADD_ADDR with a wrong HMAC: Linux never sends one")
+            plan.signal = True
+            plan.paths = max(plan.paths, 2)
+    if "REMOVE_ADDR" in options:
+        plan.signal = True
+        plan.paths = max(plan.paths, 2)
+        plan.actions.append(Action("kernel_remove_address", because="REMOVE_ADDR received"))
+    if "MP_PRIO" in options:
+        plan.paths = max(plan.paths, 2)
+        if plan.our_role == "client":
+            plan.signal = True
+        else:
+            plan.kernel_joins = True
+        plan.actions.append(Action("kernel_backup", because="MP_PRIO received"))
+    if event.payload:
+        plan.actions.append(Action("kernel_send", event.payload, "data received"))
+    if "F" in event.flags or (dss is not None and dss.data_fin):
+        if not any(a.kind == "kernel_close" for a in plan.actions):
+            plan.actions.append(Action("kernel_close", because="DATA_FIN/FIN received"))
+
+
+def _our_segment(plan: Plan, event: ev.SegmentSent) -> None:
+    """What our endpoint sends is its choice, except the path manager's moves."""
+    options = {option.kind: option for option in event.options}
+    if "S" in event.flags and "A" not in event.flags and "MP_JOIN" in options:
+        if plan.our_role == "server":
+            _refuse(plan, "an MP_JOIN from our server to a Linux client: the client has "
+                          "no listener for joins")
+        plan.paths = max(plan.paths, 2)
+        plan.actions.append(Action("join", event.subflow, "MP_JOIN sent"))
+    add = options.get("ADD_ADDR")
+    if add is not None and not add.echo:
+        plan.paths = max(plan.paths, 2)
+        plan.actions.append(Action("announce", because="ADD_ADDR sent"))
+    if "REMOVE_ADDR" in options:
+        plan.paths = max(plan.paths, 2)
+        plan.actions.append(Action("remove_address", 1, "REMOVE_ADDR sent"))
+    if "MP_PRIO" in options:
+        plan.paths = max(plan.paths, 2)
+        plan.actions.append(Action("backup", event.subflow, "MP_PRIO sent"))
+    if "MP_FAIL" in options or ("DSS" in options and options["DSS"].length == 0
+                                and options["DSS"].dsn is not None):
+        _refuse(plan, "our MP_FAIL / infinite mapping: needs a DSS checksum failure, i.e. "
+                      "a corrupting middlebox in the replay lab")
+    if "MP_FASTCLOSE" in options and not any(a.kind == "abort" for a in plan.actions):
+        plan.actions.append(Action("abort", because="MP_FASTCLOSE sent"))
+    if "R" in event.flags and "MP_FASTCLOSE" not in options \
+            and not any(a.kind == "abort" for a in plan.actions):
+        plan.actions.append(Action("abort", because="RST sent"))

@@ -1,0 +1,84 @@
+"""From spec traces to real scripts (model_checks/replay_plan.py): what each event makes
+the kernel or our endpoint do, which traces no Linux peer can play and why, and the
+Hypothesis walks the replay adds."""
+
+from __future__ import annotations
+
+from model_checks.replay_plan import plan_for
+from model_checks.replay_sampling import sample_traces
+from spec import events as ev
+from spec.monitor import check_trace
+from spec.scenarios import BAD_HMAC, FALLBACK, FASTCLOSE_RECEIVED, JOIN, PASSIVE_CLOSE
+
+
+def kinds(plan) -> list[str]:
+    return [action.kind for action in plan.actions]
+
+
+def test_fallback_is_played_against_a_plain_tcp_kernel():
+    plan = plan_for(list(FALLBACK.events))
+    assert plan.unexercisable is None
+    assert plan.our_role == "client" and not plan.kernel_mptcp
+    assert kinds(plan)[0] == "connect"
+    assert "send" in kinds(plan) and "kernel_send" in kinds(plan)
+    assert kinds(plan).index("close") < kinds(plan).index("kernel_close") or \
+        "kernel_close" not in kinds(plan)
+
+
+def test_the_peers_fastclose_is_the_kernel_closing_with_linger_zero():
+    plan = plan_for(list(FASTCLOSE_RECEIVED.events))
+    assert plan.unexercisable is None
+    assert "kernel_abort" in kinds(plan)
+
+
+def test_a_wrong_hmac_cannot_come_from_linux():
+    plan = plan_for(list(BAD_HMAC.events))
+    assert plan.unexercisable is not None and "HMAC" in plan.unexercisable
+
+
+def test_our_join_and_remove_addr_are_calls_on_our_connection():
+    plan = plan_for(list(JOIN.events))
+    assert plan.unexercisable is None
+    assert plan.paths >= 2
+    assert {"join", "remove_address"} <= set(kinds(plan)) or plan.kernel_joins
+
+
+def test_a_join_from_our_server_is_played_with_the_roles_swapped():
+    events = [ev.AppListen(),
+              ev.SegmentReceived(0, "S", options=(ev.MpCapable(0),)),
+              ev.SegmentSent(0, "SA", options=(ev.MpCapable(1),)),
+              ev.SegmentReceived(0, "A", payload=1, dsn=0, options=(ev.MpCapable(2),)),
+              ev.SegmentSent(1, "S", options=(ev.MpJoin(address_id=1),))]
+    plan = plan_for(events)
+    assert plan.unexercisable is None
+    assert plan.our_role == "client"
+    assert kinds(plan)[0] == "connect" and "join" in kinds(plan)
+
+
+def test_link_events_the_replay_cannot_drive_are_named_and_own_timers_left_alone():
+    opening = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),))]
+    plan = plan_for([*opening, ev.ConnectTimedOut(0)])
+    assert plan.unexercisable is not None and "ConnectTimedOut" in plan.unexercisable
+    plan = plan_for([*opening, ev.RtoExpired(0)])
+    assert plan.unexercisable is None and kinds(plan) == ["connect"]
+
+
+def test_a_listener_alone_still_gets_a_connection_to_observe():
+    plan = plan_for([ev.AppListen()])
+    assert plan.our_role == "server" and kinds(plan) == ["listen", "kernel_connect"]
+
+
+def test_passive_close_script_closes_the_kernel_side_first():
+    plan = plan_for(list(PASSIVE_CLOSE.events))
+    order = kinds(plan)
+    assert plan.unexercisable is None
+    assert order.index("kernel_close") < order.index("close")
+
+
+def test_hypothesis_walks_are_spec_traces_and_repeatable():
+    first = sample_traces(6, steps=8)
+    assert 1 <= len(first) <= 6
+    assert first == sample_traces(6, steps=8)
+    for events in first:
+        verdict = check_trace(events)
+        assert verdict.accepted, verdict.message
