@@ -12,14 +12,15 @@ simulator (RFC 8684 3.3.4, 3.3.6; `impl/mptcp/datalevel.py`):
   reading resumes it; nothing is lost;
 - against the Linux kernel (netns): six 200 KB transfers, each on two subflows from
   the first byte, each with one mapping the kernel drops at the MPTCP level after its
-  subflow acked it (MPTcpExtNoDSSInWindow): none stalls.
+  subflow acked it (MPTcpExtNoDSSInWindow): none stalls; and the kernel as sender
+  stops at our data-level window while our reader does not read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import pytest
 
@@ -284,19 +285,35 @@ class MoveFirstMapping:
         return replace_dss(datagram, dataclasses.replace(dss, mapping=moved))
 
 
-@pytest.mark.netns
-def test_the_kernel_dropping_data_its_subflow_acked_does_not_stall_us():
-    # Our client opens its join at once and writes 200 KB before the kernel's first
-    # DATA_ACK. Linux drops out-of-order data past the window its MPTCP level has
-    # announced (MPTcpExtNoDSSInWindow) after its subflow acknowledged it; to make
-    # that happen in every run, the first mapping on the join names DSNs far ahead.
-    # Without the data-level timer each of these transfers stalled for good.
+@dataclasses.dataclass
+class KernelLab:
+    lab: KernelPeerLab
+    driver: TunDriver
+    host: MptcpHost
+    endpoint: SimMptcpHost
+    stack: ExitStack
+    before: dict
+
+    def kernel_socket(self, port: int) -> KernelSocket:
+        kernel = KernelSocket(self.lab.namespace)
+        self.stack.callback(kernel.stop)
+        kernel.listen(self.lab.kernel_addresses[0], port)
+        return kernel
+
+    def delta(self) -> dict[str, int]:
+        return kernel_counter_delta(self.before, self.lab.counters())
+
+
+@contextmanager
+def kernel_lab(name: str):
+    """Two paths to a kernel MPTCP host in fresh namespaces, our host behind the TUNs
+    (as tests/test_mptcp_kernel_scenarios.py builds them); the namespace is gone after."""
     with ExitStack() as stack:
         lab = stack.enter_context(KernelPeerLab([PathSpec(), PathSpec()], seed=0))
         namespace = lab.namespace.name
         driver = TunDriver(sticky=True)
         stack.callback(driver.close)
-        host = MptcpHost(lab.our_addresses, seed="first-byte")
+        host = MptcpHost(lab.our_addresses, seed=name)
         endpoint = SimMptcpHost(host)
         driver.add_endpoint(endpoint)
         driver.add_endpoint(Ticker())
@@ -306,15 +323,25 @@ def test_the_kernel_dropping_data_its_subflow_acked_does_not_stall_us():
                           inbound=inbound)
         lab.route_by_our_address()
         lab.mptcp_limits(subflows=2, add_addr_accepted=2)
-        before = lab.counters()
+        yield KernelLab(lab, driver, host, endpoint, stack, lab.counters())
+    assert namespace not in list_namespaces()
+
+
+@pytest.mark.netns
+def test_the_kernel_dropping_data_its_subflow_acked_does_not_stall_us():
+    # Our client opens its join at once and writes 200 KB before the kernel's first
+    # DATA_ACK. Linux drops out-of-order data past the window its MPTCP level has
+    # announced (MPTcpExtNoDSSInWindow) after its subflow acknowledged it; to make
+    # that happen in every run, the first mapping on the join names DSNs far ahead.
+    # Without the data-level timer each of these transfers stalled for good.
+    with kernel_lab("first-byte") as run:
+        lab, host, endpoint = run.lab, run.host, run.endpoint
         config = MptcpConfig(tcp=our_config(False))
         started = time.monotonic()
-        for run in range(KERNEL_RUNS):
-            kernel = KernelSocket(lab.namespace)
-            stack.callback(kernel.stop)
-            kernel.listen(lab.kernel_addresses[0], KERNEL_PORT + run)
-            data = payload(KERNEL_SIZE, seed=100 + run)
-            connection = host.connect(lab.kernel_addresses[0], KERNEL_PORT + run,
+        for index in range(KERNEL_RUNS):
+            kernel = run.kernel_socket(KERNEL_PORT + index)
+            data = payload(KERNEL_SIZE, seed=100 + index)
+            connection = host.connect(lab.kernel_addresses[0], KERNEL_PORT + index,
                                       time.monotonic(), config)
             join = connection.add_subflow(lab.our_addresses[1], now=time.monotonic())
             endpoint.mutate = MoveFirstMapping(join.local)
@@ -325,14 +352,14 @@ def test_the_kernel_dropping_data_its_subflow_acked_does_not_stall_us():
                 kernel.pump()
                 return len(kernel.received) >= size and kernel.eof
 
-            assert driver.run(delivered, 20.0), (
-                f"run {run} stalled: kernel has {len(kernel.received)} bytes; ours "
-                f"{host.counters.nonzero()}; kernel {kernel_counter_delta(before, lab.counters())}")
+            assert run.driver.run(delivered, 20.0), (
+                f"run {index} stalled: kernel has {len(kernel.received)} bytes; ours "
+                f"{host.counters.nonzero()}; kernel {run.delta()}")
             assert kernel.received_sha256 == sha256(data)
             assert endpoint.mutate.moved is not None  # the join carried data, one mapping lost
             kernel.stop()
         elapsed = time.monotonic() - started
-        delta = kernel_counter_delta(before, lab.counters())
+        delta = run.delta()
         print(f"\n{KERNEL_RUNS} x {KERNEL_SIZE} B in {elapsed:.1f} s; ours "
               f"{host.counters.nonzero()}; kernel "
               f"{ {k: v for k, v in delta.items() if k.startswith('MPTcpExt')} }")
@@ -341,4 +368,42 @@ def test_the_kernel_dropping_data_its_subflow_acked_does_not_stall_us():
         assert host.counters["DataRtoRetrans"] >= KERNEL_RUNS
         assert elapsed < 10 * KERNEL_RUNS
         assert not delta.get("MPTcpExtDSSNotMatching"), delta
-    assert namespace not in list_namespaces()
+
+
+@pytest.mark.netns
+def test_the_kernel_sender_keeps_to_our_data_level_window():
+    # 3.3.4 against Linux: our window field is the data-level window relative to the
+    # DATA_ACK on both subflows; a reader that does not read stops the kernel's
+    # transfer at about that window, and reading lets the rest through intact.
+    window = 128 << 10
+    size = 1 << 20
+    with kernel_lab("window") as run:
+        kernel = run.kernel_socket(KERNEL_PORT)
+        config = MptcpConfig(tcp=our_config(False), receive_buffer=window)
+        connection = run.host.connect(run.lab.kernel_addresses[0], KERNEL_PORT,
+                                      time.monotonic(), config)
+        join = connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
+        data = payload(size, seed=7)
+        kernel.send(data)
+
+        def held() -> int:
+            kernel.pump()
+            return len(connection.received)
+
+        assert run.driver.run(lambda: held() >= window - 4 * 1460 and join.usable, 10.0)
+        run.driver.run(lambda: held() > 2 * window, 1.5)  # nobody reads for 1.5 s
+        stopped_at = held()
+        assert stopped_at <= window + 2 * 1460, stopped_at
+        assert run.host.counters["NoDSSInWindow"] == 0
+        got = bytearray()
+
+        def all_read() -> bool:
+            kernel.pump()
+            got.extend(connection.read())
+            return len(got) >= size
+
+        assert run.driver.run(all_read, 20.0), (len(got), run.delta())
+        assert sha256(bytes(got)) == sha256(data)
+        assert join.tcp.receiver.rcv_nxt - join.tcp.receiver.irs > 1  # both paths carried
+        print(f"\nkernel stopped at {stopped_at} B of a {window} B window; kernel "
+              f"{ {k: v for k, v in run.delta().items() if k.startswith('MPTcpExt')} }")
