@@ -7,14 +7,15 @@ there (Linux drops out-of-order data beyond the window it has announced, countin
 MPTcpExtNoDSSInWindow, after its subflow acked it), a middlebox may eat the mapping, or
 the subflow may die. So while data is outstanding (`snd_una < snd_nxt`) a timer runs;
 each DATA_ACK advance restarts it. Its interval is the largest RTO of the usable
-subflows with Linux's TCP_RTO_MIN (200 ms) as floor, doubled per expiry without
-progress. On expiry the oldest unacknowledged chunk (the mapping that covers
-`snd_una`, Linux's rtx head dfrag) is sent again, same DSNs, as a new mapping on a
-usable subflow, preferably one that did not carry it; so are, up to 64 KB in all, the
-later chunks its subflow delivered at the TCP level that are still not DATA_ACKed
+subflows that are not stale, with Linux's TCP_RTO_MIN (200 ms) as floor, doubled per
+expiry without progress. On expiry the oldest unacknowledged chunk (the mapping that
+covers `snd_una`, Linux's rtx head dfrag) is sent again, same DSNs, as a new mapping
+on a usable subflow, preferably one that did not carry it; so are, up to 64 KB in all,
+the later chunks its subflow delivered at the TCP level that are still not DATA_ACKed
 (Linux resends only the head; a path that loses every mapping would then cost one
-expiry per chunk). Counted as MPTCPRetrans per chunk (the Linux MIB of data-level
-retransmissions) and DataRtoRetrans per expiry (ours, not a Linux MIB).
+expiry per chunk). Nothing is resent while a checksum failure on a lone subflow is
+being settled (3.7, `failure.py`). Counted as MPTCPRetrans per chunk (the Linux MIB of
+data-level retransmissions) and DataRtoRetrans per expiry (ours, not a Linux MIB).
 
 Zero window at the data level: when the peer's window is closed and nothing is
 outstanding, the timer sends a one-byte probe past the edge (Linux's
@@ -54,7 +55,9 @@ class DataLevelMixin:
     # -- send side: the retransmission timer (3.3.6) --------------------------------------
 
     def _data_rto(self) -> float:
-        usable = [sf for sf in self.subflows if sf.usable]
+        # Stale subflows do not count (Linux `mptcp_timeout_from_subflow` skips those
+        # with a stale_count): their backed-off RTO would hold up the others.
+        usable = [sf for sf in self.subflows if sf.usable and not sf.stale]
         base = max([RTO_FLOOR] + [sf.tcp.rtt.rto for sf in usable])
         return min(RTO_CEILING, base * (1 << min(self._rtx_backoff, MAX_BACKOFF)))
 
