@@ -9,7 +9,7 @@ simulator (RFC 8684 3.3.4, 3.3.6; `impl/mptcp/datalevel.py`):
 - DATA_ACKs withheld for a while: the timer resends data the peer already has; every
   extra copy is counted once as DuplicateData and nothing is delivered twice;
 - a reader that does not read: the sender stops at about the data-level window;
-  reading resumes it; nothing is lost;
+  reading resumes it; nothing is lost; nor when the window updates are lost;
 - against the Linux kernel (netns): six 200 KB transfers, each on two subflows from
   the first byte, each with one mapping the kernel drops at the MPTCP level after its
   subflow acked it (MPTcpExtNoDSSInWindow): none stalls; and the kernel as sender
@@ -235,6 +235,28 @@ def test_a_reader_that_does_not_read_stops_the_sender_at_the_window():
     got = receive_all(network, accepted, len(data), time_limit=20)
     assert sha256(got) == sha256(data)
     assert connection.send_edge - connection.snd_una <= window + 2 * 1460
+
+
+def test_lost_window_updates_do_not_deadlock_a_closed_window():
+    # After the reader took everything, the window updates it triggers are all lost:
+    # the one-byte probe the closed window left outstanding (TCP's persist timer on its
+    # subflow) brings the new window, and the transfer completes.
+    window = 128 << 10
+    server_config = MptcpConfig(tcp=TcpConfig(time_wait=1.0), receive_buffer=window)
+    network, client, server, connection, accepted = open_connection(
+        seed=7, server_config=server_config)
+    data = payload(1 << 20, seed=7)
+    connection.send(data)
+    network.run(time_limit=3)
+    assert connection.snd_una - (connection.local_idsn + 1) <= window + 32
+    server_address = accepted.subflows[0].local
+    started = network.now
+    network.filters.append(lambda d, now: d.src == server_address and now < started + 0.5)
+    first = accepted.read()
+    got = first + receive_all(network, accepted, len(data) - len(first), 20)
+    assert len(network.filtered) >= 2  # the updates on both subflows were lost
+    assert sha256(got) == sha256(data)
+    assert network.now - started < 10
 
 
 # -- against the Linux kernel ----------------------------------------------------------
