@@ -13,7 +13,8 @@ simulator (RFC 8684 3.3.4, 3.3.6; `impl/mptcp/datalevel.py`):
 - against the Linux kernel (netns): six 200 KB transfers, each on two subflows from
   the first byte, each with one mapping the kernel drops at the MPTCP level after its
   subflow acked it (MPTcpExtNoDSSInWindow): none stalls; and the kernel as sender
-  stops at our data-level window while our reader does not read.
+  stops at our data-level window while our reader does not read, and we stop at its
+  window while its reader does not.
 """
 
 from __future__ import annotations
@@ -429,3 +430,45 @@ def test_the_kernel_sender_keeps_to_our_data_level_window():
         assert join.tcp.receiver.rcv_nxt - join.tcp.receiver.irs > 1  # both paths carried
         print(f"\nkernel stopped at {stopped_at} B of a {window} B window; kernel "
               f"{ {k: v for k, v in run.delta().items() if k.startswith('MPTcpExt')} }")
+
+
+@pytest.mark.netns
+def test_we_keep_to_the_kernel_data_level_window_while_it_does_not_read():
+    # The other way round: the kernel's application does not read; we stop where its
+    # MPTCP-level window ends (send_edge), the kernel drops nothing as out of window,
+    # and once it reads the rest arrives intact.
+    size = 2 << 20
+    with kernel_lab("their-window") as run:
+        kernel = run.kernel_socket(KERNEL_PORT)
+        kernel.read_paused = True
+        config = MptcpConfig(tcp=our_config(False))
+        connection = run.host.connect(run.lab.kernel_addresses[0], KERNEL_PORT,
+                                      time.monotonic(), config)
+        connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
+        data = payload(size, seed=8)
+        connection.send(data)
+
+        def pump() -> bool:
+            kernel.pump()
+            return False
+
+        run.driver.run(pump, 2.0)
+        start = connection.local_idsn + 1
+        stalled_at = connection.snd_una - start
+        assert 0 < stalled_at < size  # the kernel's receive buffer filled up
+        assert connection.snd_nxt <= connection.send_edge + 1  # at most a window probe
+        run.driver.run(pump, 1.0)
+        assert connection.snd_una - start - stalled_at <= 64 << 10  # (nearly) stopped
+        kernel.read_paused = False
+
+        def all_there() -> bool:
+            kernel.pump()
+            return len(kernel.received) >= size
+
+        assert run.driver.run(all_there, 30.0), (len(kernel.received), run.delta())
+        assert kernel.received_sha256 == sha256(data)
+        delta = run.delta()
+        assert not delta.get("MPTcpExtNoDSSInWindow"), delta
+        print(f"\nstopped at {stalled_at} B while the kernel did not read; kernel "
+              f"{ {k: v for k, v in delta.items() if k.startswith('MPTcpExt')} }; ours "
+              f"{run.host.counters.nonzero()}")
