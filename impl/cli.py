@@ -284,15 +284,52 @@ def bench() -> None:
 
 
 @app.command()
-def replay() -> None:
-    """Replay generated traces over real sockets and check them with the spec monitor."""
-    _not_built("replay", "issue: conformance")
+def replay(
+    traces: Path = typer.Option(Path("out/witnesses"), "--traces",
+                                help="Folder of spec trace files (coverage witnesses)."),
+    hypothesis: int = typer.Option(0, "--hypothesis", min=0,
+                                   help="Also replay N traces Hypothesis draws from the spec."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the report here."),
+    out: Path = typer.Option(Path("out/replay"), "--out", help="Folder for the captures."),
+    only: str | None = typer.Option(None, "--only",
+                                    help="Only trace files whose name contains this."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the Hypothesis traces."),
+) -> None:
+    """Replay spec traces over real sockets against Linux and judge every run with the
+    spec monitor (exit 0 all conformant, 1 not, 2 bad input)."""
+    from model_checks.replay import run_replay_command
+
+    raise typer.Exit(run_replay_command(traces, hypothesis, json_path, out, only, seed))
 
 
 @app.command()
-def monitor(pcap: Path = typer.Argument(..., help="Capture to check against the spec.")) -> None:
-    """Check a pcap against the spec from one endpoint's point of view."""
-    _not_built("monitor", "issue: conformance")
+def monitor(
+    pcap: Path = typer.Argument(..., help="Capture to check against the spec."),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="An address of the endpoint to judge (default: the client "
+                                 "of the first connection)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the report here."),
+    at_endpoint: bool = typer.Option(
+        False, "--at-endpoint", help="The capture was taken at the judged endpoint: judge "
+                                     "in capture order (no far-side reordering)."),
+) -> None:
+    """Check a pcap against the spec from one endpoint's point of view (exit 0 accepted,
+    1 divergence, 2 bad input)."""
+    from model_checks.conformance.capture import CaptureError
+    from model_checks.conformance.judge import monitor_capture, write_json
+
+    try:
+        report = monitor_capture(pcap, endpoint, taken_at_endpoint=at_endpoint)
+    except (CaptureError, ValueError) as error:
+        from rich.markup import escape
+
+        error_console.print(f"[bold red]mptcp-ref monitor:[/] {escape(str(error))}",
+                            soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from None
+    print(report.text())
+    if json_path is not None:
+        write_json(report, json_path)
+    raise typer.Exit(report.exit_code)
 
 
 def main() -> None:

@@ -158,6 +158,14 @@ def data_rules() -> list[Rule]:
              when="dsn = written",
              doc="The DATA_FIN, one unit after the last written data (Appendix D: snd "
                  "DATA_FIN); retransmitted until acknowledged."),
+        rule("conn_send_data_fin_after_ack", ("FIN_WAIT_2", "TIME_WAIT"), "send_data_fin",
+             None, lambda v: And(Not(v.conn.fallback), v.conn.fin_sent,
+                                 v.p.dsn == v.conn.written),
+             rfc="3.3.3", when="same dsn, already acked",
+             doc="The DATA_FIN is sent again after its DATA_ACK arrived: harmless, the peer "
+                 "takes it as a repeat (conn_data_fin_repeated). Linux does it when a "
+                 "subflow ACK is built before the connection level has processed the "
+                 "DATA_ACK (LINUX_DEVIATIONS.md: not a deviation)."),
         rule("conn_send_infinite_mapping", SYNCED, "send_infinite_mapping", None,
              lambda v: And(Not(v.conn.fallback), v.conn.fail_rcvd, live_count(v) == 1,
                            v.sf.in_("ESTABLISHED")),

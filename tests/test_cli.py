@@ -8,12 +8,7 @@ import pytest
 
 PLANNED = ["check", "diagrams", "serve", "connect", "lab", "bench", "replay", "monitor"]
 NOT_BUILT = [
-    # MPTCP with the kernel works (tests/test_mptcp_kernel_interop.py); between two of
-    # our endpoints it is not built yet.
-    ["lab", "run", "--proto", "mptcp", "--peer", "ref", "--size", "1024", "--direction", "up"],
     ["bench"],
-    ["replay"],
-    ["monitor", "capture.pcap"],
 ]
 
 

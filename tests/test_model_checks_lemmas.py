@@ -8,11 +8,13 @@ lemma the spec proved.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from model_checks.checks import lemmas_of, prove_by_induction
 from model_checks.encoding import Encoding
 from model_checks.lemmas import applicable_lemmas, strengthening_lemmas
-from model_checks.mutants import generate, run_mutants
-from spec.core import Invariant
+from model_checks.mutants import Mutant, _map_rule, run_mutants
+from spec.core import Invariant, always
 from spec.logic import Not
 from spec.system import SYSTEM
 from tests import model_check_toy as toy
@@ -70,8 +72,11 @@ def test_a_mutant_reaching_a_state_the_spec_never_reaches_is_killed_by_a_lemma()
 
     found = search(ENCODING, coverage_targets(ENCODING), 10)
     witnesses = {(key[1], key[2]): hit.trace for key, hit in found.hits.items()}
-    mutant = next(m for m in generate(SYSTEM, ENCODING, set(witnesses))
-                  if m.name == "drop_guard:conn_data_fin_acked_closing")
+    rule = next(r for r in SYSTEM.connection.rules if r.name == "conn_data_fin_acked_closing")
+    mutant = Mutant("drop_guard:conn_data_fin_acked_closing", "drop a guard",
+                    "CLOSING moves to TIME_WAIT on any DATA_ACK", "connection",
+                    _map_rule("connection", rule.name, lambda r: replace(r, guard=always)),
+                    frozenset({rule.label}), frozenset({rule.name}))
     [with_lemmas] = run_mutants(SYSTEM, ENCODING, witnesses, facts, depth=12, seconds=20,
                                 mutants=[mutant], proved_lemmas=lemmas)
     assert with_lemmas.status == "killed", with_lemmas

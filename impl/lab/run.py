@@ -193,8 +193,10 @@ def kernel_session(paths: list[PathSpec], *, ipv6: bool = False, seed: int = 0,
 def run_lab(spec: LabRunSpec) -> dict[str, Any]:
     """Run one transfer as `spec` says; the report described in the module docstring."""
     if spec.proto == "mptcp":
-        if spec.peer != "kernel":
-            raise NotBuiltYet("--proto mptcp --peer ref: not built yet")
+        if spec.peer == "ref":
+            from impl.lab.mptcp_ref_run import run_mptcp_with_ref
+
+            return run_mptcp_with_ref(spec)
         from impl.lab.mptcp_run import run_mptcp_with_kernel
 
         return run_mptcp_with_kernel(spec, kernel_endpoints=spec.kernel_endpoints,
