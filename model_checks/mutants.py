@@ -55,6 +55,8 @@ from spec.core import (
 from spec.logic import Not
 
 SEED = 8684
+# Events looked at past a divergence state for one both tables answer differently.
+DISTINGUISH_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -678,7 +680,8 @@ def _kill_at(system, mutated, mutant: Mutant, encoding: Encoding, hit: Hit,
     start_state = hit.trace.states[-1]
     mutant_encoding = Encoding(mutated)
     continuation = product_distinguish(
-        encoding, mutant_encoding, start_state, start_state, depth=3, changed=mutant.rules,
+        encoding, mutant_encoding, start_state, start_state, depth=DISTINGUISH_DEPTH,
+        changed=mutant.rules,
         confirm=lambda steps: accepts(system, [*prefix, *steps])[0]
         != accepts(mutated, [*prefix, *steps])[0])
     if continuation is not None:

@@ -3,11 +3,13 @@
 For each trace (every coverage witness of `mptcp-ref check` in `out/witnesses/`, plus
 `--hypothesis N` traces drawn from the spec by Hypothesis):
 
-1. `replay_plan.plan_for` turns it into a script of real actions, or says why no Linux
-   peer can play it (those are listed, not hidden);
+1. `replay_plan.plan_for` turns it into a script of real actions, or says why no peer
+   can play it (those are listed, not hidden);
 2. the script runs in a fresh lab (`impl.lab.scripted`): our endpoint on TUN devices,
    the Linux kernel's socket and `ip mptcp` endpoints as the peer, every packet of our
-   endpoint captured; traces with the same script share one run;
+   endpoint captured; traces with the same script share one run. What Linux never
+   sends (wrong HMACs, a wrong-key MP_FASTCLOSE, MP_FAIL, ...) is played against the
+   scripted packet peer instead (`replay_scripted`, `impl.lab.packet_peer`);
 3. the capture is judged from our endpoint's point of view by the spec monitor
    (`model_checks.conformance`, the same tables and step semantics as the model checks):
    a run is *conformant* when every connection in it is accepted;
@@ -22,11 +24,12 @@ N, "unexercisable": [{rule, reason}], "not_exercised": [...]}, "witnesses": {...
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,8 @@ SIGNAL_ID = 2
 STEP_TIMEOUT = 4.0  # seconds one action may take to show its effect
 TIME_WAIT_WAIT = 2.0  # our lab TCP waits this long in TIME-WAIT during a replay
 SETTLE = 0.3
+NOBODY = 98  # .99 / ::99 of a lab path: an address nobody owns (a SYN there is dropped)
+SYN_RETRIES, SYN_RTO = 1, 0.2  # our handshake's limits in a run that waits for a timeout
 
 
 @dataclass
@@ -69,7 +74,7 @@ class RunResult:
 class ReplayReport:
     runs: list[RunResult]
     rules: list[str]  # every rule of the spec, as "machine:rule"
-    unexercisable: dict[str, str]  # trace name -> why no Linux peer can play it
+    unexercisable: dict[str, str]  # trace name -> why no peer can play it
     witnesses: dict[str, str]  # trace name -> the rule it witnesses (coverage witnesses)
 
     @property
@@ -132,6 +137,9 @@ class _Player:
         self.plan = plan
         self.stalls: list[str] = []
         self.salt = 0
+        # events without a packet the replay caused or saw: (wall-clock time, event)
+        self.known: list[tuple[float, ev.Event]] = []
+        self.unanswered: dict[int, str] = {}  # path -> the address a SYN goes to unanswered
 
     def wait(self, until: Callable[[], bool], what: str, timeout: float = STEP_TIMEOUT) -> bool:
         deadline = time.monotonic() + timeout
@@ -155,6 +163,12 @@ class _Player:
 
     def setup(self) -> None:
         run, plan = self.run, self.plan
+        if any(action.kind == "wait_connect_timeout" for action in plan.actions):
+            # Our handshake gives up after one SYN retry from a 0.2 s RTO (RFC 9293
+            # 3.10.8 leaves the limit to the host; Linux: tcp_syn_retries), so the
+            # replay waits well under a second instead of minutes.
+            run.config = replace(run.config, tcp=replace(
+                run.config.tcp, syn_retries=SYN_RETRIES, initial_rto=SYN_RTO))
         if plan.kernel_joins:
             for index, address in enumerate(run.lab.kernel_addresses[1:], start=2):
                 run.lab.mptcp_endpoint(address, FLAG_SUBFLOW, endpoint_id=index,
@@ -175,7 +189,7 @@ class _Player:
             return
         wildcard = "::" if run.lab.ipv6 else "0.0.0.0"
         run.kernel.listen(wildcard if self.plan.signal else run.lab.kernel_addresses[0], PORT)
-        connection = run.connect()
+        connection = run.connect(self.unanswered.get(0))
         self.wait(lambda: connection.subflows[0].tcp.state.name != "SYN_SENT"
                   or connection.is_closed, "our connect")
 
@@ -209,7 +223,8 @@ class _Player:
             self._join_announced()
             return
         self._ensure_fully_established()
-        join = connection.add_subflow(run.lab.our_addresses[1], now=time.monotonic())
+        join = connection.add_subflow(run.lab.our_addresses[1], remote=self.unanswered.get(1),
+                                      now=time.monotonic())
         if join is not None:
             self.wait(lambda: join.usable or join.dead, "our MP_JOIN")
 
@@ -250,6 +265,35 @@ class _Player:
 
     def _do_wait_time_wait(self, action: Action) -> None:
         self.run.run_for(TIME_WAIT_WAIT + SETTLE)
+
+    # -- the lab's links ------------------------------------------------------------------
+
+    def _do_unanswered(self, action: Action) -> None:
+        """The next handshake on path `arg` goes to an address there nobody owns."""
+        self.unanswered[action.arg] = str(
+            ipaddress.ip_address(self.run.lab.kernel_addresses[action.arg]) + NOBODY)
+
+    def _do_wait_connect_timeout(self, action: Action) -> None:
+        connection = self.connection
+        slot = action.arg
+        if connection is None or len(connection.subflows) <= slot:
+            self.stalls.append(f"no subflow {slot} to time out")
+            return
+        subflow = connection.subflows[slot]
+        if self.wait(lambda: subflow.tcp.is_closed, f"subflow {slot}'s connect timeout"):
+            self.known.append((time.time(), ev.ConnectTimedOut(slot)))
+
+    def _do_link_down(self, action: Action) -> None:
+        self.run.set_path_up(action.arg, False)
+        self.known.append((time.time(), ev.LinkDown(action.arg)))
+        self.run.run_for(SETTLE)
+
+    def _do_link_up(self, action: Action) -> None:
+        if not self.known or not isinstance(self.known[-1][1], ev.LinkDown):
+            self._do_link_down(action)  # a path comes back only after it went down
+        self.run.set_path_up(action.arg, True)
+        self.known.append((time.time(), ev.LinkUp(action.arg)))
+        self.run.run_for(SETTLE)
 
     # -- the kernel as the peer -----------------------------------------------------------
 
@@ -329,8 +373,17 @@ class _Player:
                 self.wait(lambda: join.usable or join.dead, "our join to the announced address")
 
 
-def play(plan: Plan, pcap: Path, *, seed: object = 0) -> tuple[list[str], str, list[str]]:
-    """Run `plan` in a fresh lab, capture to `pcap`; (stalls, error, our addresses)."""
+def play(plan: Plan, pcap: Path, *, seed: object = 0,
+         known: list[tuple[float, ev.Event]] | None = None
+         ) -> tuple[list[str], str, list[str]]:
+    """Run `plan` in a fresh lab, capture to `pcap`; (stalls, error, our addresses).
+    A `peer="scripted"` plan runs against the packet peer (`replay_scripted`). Events
+    without a packet the run caused or saw (a link down or up, a connect timeout) are
+    appended to `known` for the judge."""
+    if plan.peer == "scripted":
+        from model_checks.replay_scripted import play_scripted
+
+        return play_scripted(plan, pcap, seed=seed)
     stalls: list[str] = []
     error = ""
     addresses: list[str] = []
@@ -350,6 +403,8 @@ def play(plan: Plan, pcap: Path, *, seed: object = 0) -> tuple[list[str], str, l
         except Exception:  # noqa: BLE001 - a replay failure is reported, not raised
             error = traceback.format_exc(limit=4)
         stalls = player.stalls
+        if known is not None:
+            known.extend(player.known)
     return stalls, error, addresses
 
 
@@ -406,10 +461,11 @@ def replay(traces: dict[str, list[ev.Event]], witnesses: dict[str, str], out: Pa
         if progress:
             progress(f"run {index + 1}/{len(plans)}: {plan.describe()}")
         result = RunResult(plan.describe(), str(pcap), names)
-        stalls, error, addresses = play(plan, pcap, seed=f"replay{index}")
+        known: list[tuple[float, ev.Event]] = []
+        stalls, error, addresses = play(plan, pcap, seed=f"replay{index}", known=known)
         result.stalls, result.error = stalls, error
         if addresses:
-            judge_run(result, pcap, addresses[0])
+            judge_run(result, pcap, addresses[0], known)
         result.seconds = time.monotonic() - started
         runs.append(result)
     return ReplayReport(runs, all_rules(), unexercisable, witnesses)
@@ -460,8 +516,10 @@ def run_replay_command(traces_dir: Path, hypothesis: int, json_path: Path | None
                       str(len(run.fired)), f"{run.seconds:.1f}")
     console.print(table)
     rules = data["rules"]
-    console.print(f"runs: {data['runs']}, conformant: {data['conformant']}; traces: "
-                  f"{len(traces)} ({len(report.unexercisable)} not playable by a Linux peer)")
+    scripted = sum(1 for run in report.runs if "scripted packet peer" in run.plan)
+    console.print(f"runs: {data['runs']} ({scripted} against the scripted packet peer), "
+                  f"conformant: {data['conformant']}; traces: {len(traces)} "
+                  f"({len(report.unexercisable)} not playable)")
     console.print(f"spec rules exercised by real runs: {rules['exercised_real']}/"
                   f"{rules['total']}; witnesses replayed: {data['witnesses']['replayed']}/"
                   f"{data['witnesses']['total']}")

@@ -3,21 +3,42 @@
 A run is conformant when the capture shows at least one connection of our endpoint and
 the monitor (`model_checks.conformance.judge`) accepts every one of them from our side;
 its fired rules are those every accepted way through the trace fired.
+
+Some events leave no packet in a capture: a path the replay took down or brought back
+(LinkDown / LinkUp), a handshake our endpoint gave up on (ConnectTimedOut: the SYNs just
+stop). The replay knows when it caused or saw them; `judge_run` takes them as `known`
+events, (wall-clock time, event), and puts each into the abstract trace of every
+connection alive then, right after the last packet captured before it, so the monitor
+judges them in order with the packets (and refuses, say, a SYN after the timeout).
 """
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from model_checks.conformance.capture import CaptureError
-from model_checks.conformance.judge import monitor_capture
+from model_checks.conformance.abstraction import AbstractTrace, TraceItem, abstract_connection
+from model_checks.conformance.capture import (
+    CaptureError,
+    endpoint_side,
+    group_connections,
+    read_capture,
+)
+from model_checks.conformance.judge import RuleFiring, judge_trace, monitor_capture
+from spec import events as ev
 
 __all__ = ["judge_run"]
 
+Known = list[tuple[float, ev.Event]]
 
-def judge_run(result: Any, pcap: Path, endpoint: str) -> None:
+
+def judge_run(result: Any, pcap: Path, endpoint: str, known: Known | None = None) -> None:
     """Fill `result` (a `replay.RunResult`): conformant, verdicts, divergence, fired."""
+    if known:
+        _judge_with_known_events(result, pcap, endpoint, known)
+        return
     try:
         report = monitor_capture(pcap, endpoint, taken_at_endpoint=True)
     except (CaptureError, ValueError) as error:
@@ -38,4 +59,54 @@ def judge_run(result: Any, pcap: Path, endpoint: str) -> None:
     result.conformant = bool(judged) and all(c.verdict == "accepted" for c in judged) \
         and not report.unparseable
     if not judged:
+        result.divergence = result.divergence or "no connection of our endpoint in the capture"
+
+
+def with_known_events(trace: AbstractTrace, frame_times: dict[int, float],
+                      known: Known) -> AbstractTrace:
+    """`trace` with each known event after the last packet captured before it. The
+    item gets that packet's frame number, so the monitor takes it at once (an item
+    without a frame would wait for the next packet, and after the last one is never
+    fed)."""
+    items = list(trace.items)
+    for when, event in sorted(known, key=lambda pair: pair[0]):
+        position, frame = 0, 0
+        for index, item in enumerate(items):
+            if item.frame is not None and frame_times.get(item.frame, when) <= when:
+                position, frame = index + 1, item.frame
+        items.insert(position, TraceItem(event, frame, "caused or seen by the replay"))
+    return replace(trace, items=items)
+
+
+def _judge_with_known_events(result: Any, pcap: Path, endpoint: str, known: Known) -> None:
+    try:
+        capture = read_capture(pcap)
+        address = ipaddress.ip_address(endpoint)
+    except (CaptureError, ValueError) as error:
+        result.conformant = False
+        result.divergence = f"capture not judged: {error}"
+        return
+    frame_times = {frame.number: frame.time for frame in capture.frames}
+    verdicts = []
+    for connection in group_connections(capture.frames).connections:
+        side = endpoint_side(connection, address)
+        if side is None:
+            continue
+        started = connection.packets[0][0].time if connection.packets else 0.0
+        mine = [(when, event) for when, event in known if when >= started]
+        trace = with_known_events(abstract_connection(connection, side), frame_times, mine)
+        firing = RuleFiring()
+        verdict, divergence, _, _ = judge_trace(trace, firing)
+        verdicts.append(verdict)
+        result.verdicts.append(f"{connection.describe()}: {verdict} "
+                               f"(with {len(mine)} event(s) the replay caused or saw)")
+        result.fired |= firing.fired
+        if divergence is not None and not result.divergence:
+            result.divergence = (f"packet {divergence.packet}: {divergence.event}: "
+                                 f"{divergence.message}")
+    if capture.unparseable:
+        result.divergence = result.divergence or f"unparseable packets: {capture.unparseable}"
+    result.conformant = bool(verdicts) and all(v == "accepted" for v in verdicts) \
+        and not capture.unparseable
+    if not verdicts:
         result.divergence = result.divergence or "no connection of our endpoint in the capture"

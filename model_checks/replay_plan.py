@@ -14,9 +14,12 @@ is a list of spec events seen from our endpoint. Its controllable events become 
 - what our endpoint sends otherwise is its own choice: the script leaves it to it.
 
 Some events no Linux peer can be made to show (a wrong HMAC, a join to a client, a
-checksum failure it would have to invent, an expiring timer of ours the test cannot
-wait for). A trace with one is `unexercisable` with the reason; the replay report lists
-it (a scripted packet peer built on our codec is the way to drive those).
+checksum failure it would have to invent). Such a trace becomes a plan with
+`peer="scripted"`: the peer is `impl.lab.packet_peer.PacketPeer` (our own stack plus
+scripted odd segments), and the `peer_*` actions tell it what odd thing to send. Link
+events are lab actions (`link_down`, `link_up`; `unanswered` sends a handshake where
+nobody answers, then `wait_connect_timeout`). What no peer can play stays
+`unexercisable` with the reason; the replay report lists it.
 """
 
 from __future__ import annotations
@@ -47,18 +50,21 @@ class Plan:
     checksums: bool = False  # our endpoint asks for DSS checksums
     signal: bool = False  # the kernel announces its path-2 address (ADD_ADDR)
     kernel_joins: bool = False  # the kernel (client) has subflow endpoints: it joins us
+    peer: str = "kernel"  # "kernel": Linux; "scripted": impl.lab.packet_peer.PacketPeer
     actions: list[Action] = field(default_factory=list)
     unexercisable: str | None = None  # why no Linux peer can play this trace
 
     def key(self) -> tuple:
         """Plans with the same key are the same real run."""
         return (self.our_role, self.paths, self.kernel_mptcp, self.checksums, self.signal,
-                self.kernel_joins, tuple(self.actions))
+                self.kernel_joins, self.peer, tuple(self.actions))
 
     def describe(self) -> str:
         setup = [f"we are {self.our_role}", f"{self.paths} path(s)"]
+        if self.peer == "scripted":
+            setup.append("scripted packet peer")
         if not self.kernel_mptcp:
-            setup.append("plain TCP kernel")
+            setup.append("plain TCP peer" if self.peer == "scripted" else "plain TCP kernel")
         if self.checksums:
             setup.append("DSS checksums")
         if self.signal:
@@ -89,6 +95,13 @@ def plan_for(events: list[ev.Event]) -> Plan:
         swapped = _plan(_swap_roles(events))
         if swapped.unexercisable is None:
             return swapped
+    if plan.unexercisable:
+        # What Linux will not send, the scripted packet peer can: the same trace with
+        # the peer's odd segments as `peer_*` actions (roles as the trace has them).
+        scripted = _plan(events, scripted=True)
+        if scripted.unexercisable is None:
+            return scripted
+        plan.unexercisable = scripted.unexercisable
     return plan
 
 
@@ -109,8 +122,8 @@ def _swap_roles(events: list[ev.Event]) -> list[ev.Event]:
     return swapped
 
 
-def _plan(events: list[ev.Event]) -> Plan:
-    plan = Plan()
+def _plan(events: list[ev.Event], scripted: bool = False) -> Plan:
+    plan = Plan(peer="scripted" if scripted else "kernel")
     if any(isinstance(event, ev.AppListen) for event in events):
         plan.our_role = "server"
     slots = {event.subflow for event in events if hasattr(event, "subflow")}
@@ -132,10 +145,16 @@ def _plan(events: list[ev.Event]) -> Plan:
             case ev.AppAbort():
                 plan.actions.append(Action("abort", because="AppAbort"))
             case ev.SegmentReceived():
-                _peer_segment(plan, event, opened)
+                if scripted:
+                    _scripted_peer_segment(plan, event, opened)
+                else:
+                    _peer_segment(plan, event, opened)
                 opened = opened or "S" in event.flags
             case ev.SegmentSent():
-                _our_segment(plan, event)
+                if scripted:
+                    _scripted_our_segment(plan, event)
+                else:
+                    _our_segment(plan, event)
             case ev.TimeWaitExpired():
                 plan.actions.append(Action("wait_time_wait", event.subflow, "TimeWaitExpired"))
             case ev.AddressAdded() | ev.AddressRemoved():
@@ -144,15 +163,43 @@ def _plan(events: list[ev.Event]) -> Plan:
                                                "AddressRemoved"))
             case ev.RtoExpired() | ev.CloseTimerExpired() | ev.AddAddrTimerExpired():
                 pass  # our endpoint's own timers: left to it (it fires them when due)
-            case ev.ConnectTimedOut() | ev.LinkDown() | ev.LinkUp():
-                _refuse(plan, f"{type(event).__name__}: a link event the replay does not "
-                              "drive yet (it needs a path held down in the lab)")
+            case ev.ConnectTimedOut():
+                _connect_timeout(plan, event)
+            case ev.LinkDown() | ev.LinkUp():
+                if scripted:
+                    _refuse(plan, f"{type(event).__name__}: link events are played in the "
+                                  "kernel runs only")
+                kind = "link_down" if isinstance(event, ev.LinkDown) else "link_up"
+                plan.actions.append(Action(kind, because=type(event).__name__))
     if plan.our_role == "server" and not any(a.kind == "kernel_connect" for a in plan.actions):
         # A listener with no client shows nothing in a capture: the kernel connects.
         plan.actions.append(Action("kernel_connect", because="a connection to observe"))
     if plan.our_role == "client" and not any(a.kind == "connect" for a in plan.actions):
         plan.actions.insert(0, Action("connect", because="a connection to observe"))
     return plan
+
+
+def _connect_timeout(plan: Plan, event: ev.ConnectTimedOut) -> None:
+    """Our handshake gives up (RFC 9293 3.10.8): its SYN goes to an address on the
+    lab path (the initial subflow's path 1, a join's path 2) that nobody owns, which the
+    kernel's namespace (not a router) drops without a word; the replay waits for our
+    endpoint to drop the subflow. (Holding our link down instead would drop the SYNs
+    before the capture, which is taken after our outbound link.)"""
+    if plan.peer == "scripted":
+        _refuse(plan, "ConnectTimedOut: link events are played in the kernel runs only")
+        return
+    opener = "connect" if event.subflow == 0 else "join"
+    if event.subflow == 0 and plan.our_role == "server":
+        _refuse(plan, "ConnectTimedOut of our server's handshake: the kernel would have to "
+                      "leave our SYN/ACK unanswered, which its socket cannot be told to do")
+        return
+    openings = [index for index, action in enumerate(plan.actions) if action.kind == opener]
+    if not openings:
+        _refuse(plan, "ConnectTimedOut of a subflow the trace never opens")
+        return
+    path = 0 if event.subflow == 0 else 1
+    plan.actions.insert(openings[-1], Action("unanswered", path, "ConnectTimedOut"))
+    plan.actions.append(Action("wait_connect_timeout", event.subflow, "ConnectTimedOut"))
 
 
 def _peer_segment(plan: Plan, event: ev.SegmentReceived, opened: bool) -> None:
@@ -250,5 +297,115 @@ def _our_segment(plan: Plan, event: ev.SegmentSent) -> None:
     if "MP_FASTCLOSE" in options and not any(a.kind == "abort" for a in plan.actions):
         plan.actions.append(Action("abort", because="MP_FASTCLOSE sent"))
     if "R" in event.flags and "MP_FASTCLOSE" not in options \
+            and not any(a.kind == "abort" for a in plan.actions):
+        plan.actions.append(Action("abort", because="RST sent"))
+
+
+# ---------------------------------------------------------------------------------------
+# The scripted packet peer (impl.lab.packet_peer): what Linux will not send, it can.
+
+
+def _scripted_peer_segment(plan: Plan, event: ev.SegmentReceived, opened: bool) -> None:
+    """A segment from the packet peer: its own stack's behaviour (`kernel_*` actions, as
+    with Linux) or a scripted odd segment (`peer_*`)."""
+    options = {option.kind: option for option in event.options}
+    join = options.get("MP_JOIN")
+    if "S" in event.flags and "A" not in event.flags:
+        if join is not None:
+            plan.paths = max(plan.paths, 2)
+            if not opened:
+                # A join the trace's connection never had a say in: our endpoint
+                # refuses one only after fallback (3.7), so the peer makes us fall back.
+                kind = "peer_join_refused"
+            elif plan.our_role == "client":
+                kind = "peer_join_to_client"
+            else:
+                kind = "peer_join"
+            plan.actions.append(Action(kind, because="MP_JOIN SYN received"))
+            return
+        if "MP_CAPABLE" not in options:
+            plan.kernel_mptcp = False
+        plan.actions.append(Action("kernel_connect", because="SYN received"))
+        return
+    if "S" in event.flags:
+        if "MP_CAPABLE" not in options and join is None:
+            plan.kernel_mptcp = False
+        if join is not None and not join.hmac_ok:
+            joins = [i for i, a in enumerate(plan.actions) if a.kind == "join"]
+            arm = Action("peer_join_synack_bad_hmac", because="MP_JOIN SYN/ACK, wrong HMAC")
+            plan.actions.insert(joins[-1] if joins else len(plan.actions), arm)
+        return
+    capable = options.get("MP_CAPABLE")
+    if capable is not None and capable.checksum:
+        plan.checksums = True
+    if join is not None and not join.hmac_ok:
+        for index in range(len(plan.actions) - 1, -1, -1):
+            if plan.actions[index].kind == "peer_join":
+                plan.actions[index] = Action("peer_join_bad_hmac",
+                                             because="MP_JOIN third ACK, wrong HMAC")
+                break
+        else:
+            _refuse(plan, "an MP_JOIN third ACK with a wrong HMAC on a join the trace "
+                          "does not open")
+    if "R" in event.flags:
+        plan.actions.append(Action("kernel_abort", because="RST received"))
+        return
+    if "MP_FASTCLOSE" in options:
+        kind = "peer_fastclose" if options["MP_FASTCLOSE"].key_ok else "peer_fastclose_bad_key"
+        plan.actions.append(Action(kind, because="MP_FASTCLOSE received"))
+        return
+    if "MP_FAIL" in options:
+        plan.actions.append(Action("peer_mp_fail", because="MP_FAIL received"))
+    dss = options.get("DSS")
+    if dss is not None and dss.length == 0 and dss.dsn is not None:
+        plan.actions.append(Action("peer_infinite_mapping", because="infinite mapping"))
+    add = options.get("ADD_ADDR")
+    if add is not None and not add.echo:
+        plan.paths = max(plan.paths, 2)
+        if plan.actions and plan.actions[-1].kind == "join" and "A" in event.flags:
+            # On the peer's fourth ACK of our join (3.2): armed before the join starts.
+            plan.actions.insert(len(plan.actions) - 1, Action(
+                "peer_add_addr_on_join_ack", int(add.hmac_ok), "ADD_ADDR on the 4th ACK"))
+        else:
+            plan.actions.append(Action("peer_announce" if add.hmac_ok
+                                       else "peer_add_addr_bad_hmac",
+                                       because="ADD_ADDR received"))
+    if "REMOVE_ADDR" in options or "MP_PRIO" in options:
+        _refuse(plan, "REMOVE_ADDR / MP_PRIO from the peer together with a segment Linux "
+                      "never sends: the packet peer does not script those yet")
+    if event.payload:
+        plan.actions.append(Action("kernel_send", event.payload, "data received"))
+    if "F" in event.flags or (dss is not None and dss.data_fin):
+        if not any(a.kind == "kernel_close" for a in plan.actions):
+            plan.actions.append(Action("kernel_close", because="DATA_FIN/FIN received"))
+
+
+def _scripted_our_segment(plan: Plan, event: ev.SegmentSent) -> None:
+    """Our path manager's moves against the packet peer, which takes joins in either
+    role; our MP_FAIL comes from a payload the peer corrupts under its DSS checksum."""
+    options = {option.kind: option for option in event.options}
+    if "S" in event.flags and "A" not in event.flags and "MP_JOIN" in options:
+        plan.paths = max(plan.paths, 2)
+        plan.actions.append(Action("join", event.subflow, "MP_JOIN sent"))
+    add = options.get("ADD_ADDR")
+    if add is not None and not add.echo:
+        plan.paths = max(plan.paths, 2)
+        plan.actions.append(Action("announce", because="ADD_ADDR sent"))
+    if "REMOVE_ADDR" in options:
+        plan.paths = max(plan.paths, 2)
+        plan.actions.append(Action("remove_address", 1, "REMOVE_ADDR sent"))
+    if "MP_PRIO" in options:
+        plan.paths = max(plan.paths, 2)
+        plan.actions.append(Action("backup", event.subflow, "MP_PRIO sent"))
+    if "MP_FAIL" in options:
+        plan.checksums = True
+        plan.actions.append(Action("peer_corrupt_data", because="MP_FAIL sent"))
+    elif "DSS" in options and options["DSS"].length == 0 and options["DSS"].dsn is not None:
+        plan.actions.append(Action("send", 100, "infinite mapping sent"))
+    if "MP_FASTCLOSE" in options and not any(a.kind == "abort" for a in plan.actions):
+        plan.actions.append(Action("abort", because="MP_FASTCLOSE sent"))
+    # A RST with MP_TCPRST resets one subflow for a reason of our endpoint's own (3.6:
+    # a bad join HMAC, ...): its reaction, not our application's abort.
+    if "R" in event.flags and "MP_FASTCLOSE" not in options and "MP_TCPRST" not in options \
             and not any(a.kind == "abort" for a in plan.actions):
         plan.actions.append(Action("abort", because="RST sent"))

@@ -64,6 +64,18 @@ def _delivery_exactly_once(pre: SystemView, step: Step, post: SystemView) -> Val
     return moved == 0
 
 
+def _sent_below_snd_nxt(pre: SystemView, step: Step, post: SystemView) -> Value:
+    """`snd_nxt` is one past the highest unit sent: whatever a step sends lies below it
+    afterwards (the MP_CAPABLE third ACK's data starts at DSN 0, RFC 8684 3.1)."""
+    if step.label in ("send_data", "send_data_plain"):
+        return post.conn.snd_nxt >= step.params["dsn"] + step.params["bytes"]
+    if step.label == "send_ack_mpc":
+        return post.conn.snd_nxt >= step.params["bytes"]
+    if step.label == "send_data_fin":
+        return post.conn.snd_nxt >= step.params["dsn"] + 1
+    return True
+
+
 def _fallback_no_option(labels: frozenset[str]):
     def predicate(pre: SystemView, step: Step, post: SystemView) -> Value:
         if step.label in labels:
@@ -123,6 +135,10 @@ def build_invariants(config: Config | None = None) -> tuple[Invariant, ...]:
         Invariant("delivery_exactly_once", "3.3.1",
                   "Each unit reaches the application once, in order: only a read moves the "
                   "delivered count, and by what it read.", _delivery_exactly_once, "step"),
+        Invariant("sent_below_snd_nxt", "3.3.1",
+                  "Every unit sent (mapped, unmapped, on the MP_CAPABLE third ACK, or the "
+                  "DATA_FIN) lies below snd_nxt afterwards: snd_nxt is what was sent.",
+                  _sent_below_snd_nxt, "step"),
         Invariant("subflows_within_limit", "3.2",
                   "The number of live subflows never exceeds the path manager's limit.",
                   _within_limit),

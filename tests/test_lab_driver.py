@@ -164,10 +164,16 @@ def test_cli_lab_run_fails_with_status_1_and_a_reason() -> None:
     assert not report["sha256_match"]
 
 
-def test_cli_refuses_mptcp_between_our_endpoints_for_now() -> None:
-    # MPTCP with the kernel works (tests/test_mptcp_kernel_interop.py); --peer ref not yet.
+@pytest.mark.netns
+def test_cli_runs_mptcp_between_our_endpoints() -> None:
+    # Two of our MPTCP hosts (impl/lab/mptcp_ref_run.py); an abortive close is not built.
+    result = _cli("--proto", "mptcp", "--peer", "ref", "--paths", "2", "--size", "200000",
+                  "--direction", "up", timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["sha256_match"] and len(report["subflows"]) == 2
     result = _cli("--proto", "mptcp", "--peer", "ref", "--size", "1", "--direction", "up",
-                  timeout=60)
+                  "--close", "abort-ref", timeout=60)
     assert result.returncode == 2 and "not built yet" in result.stderr
 
 

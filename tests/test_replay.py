@@ -14,7 +14,14 @@ import pytest
 
 from impl.mptcp import output as output_module
 from model_checks.replay import replay
-from spec.scenarios import ACTIVE_CLOSE, FALLBACK, FASTCLOSE_RECEIVED, JOIN, PASSIVE_CLOSE
+from spec.scenarios import (
+    ACTIVE_CLOSE,
+    BAD_HMAC,
+    FALLBACK,
+    FASTCLOSE_RECEIVED,
+    JOIN,
+    PASSIVE_CLOSE,
+)
 from spec.trace import dump_trace
 
 pytestmark = pytest.mark.netns
@@ -58,6 +65,40 @@ def test_a_planted_bug_in_our_endpoint_makes_the_run_non_conformant(tmp_path, mo
     assert not run.conformant
     assert "send_data_ack" in run.divergence, run.divergence
     assert report.as_json()["failures"][0]["divergence"] == run.divergence
+
+
+def test_a_bad_join_hmac_is_replayed_against_the_scripted_packet_peer(tmp_path: Path):
+    """Linux never sends a wrong MP_JOIN HMAC; the packet peer does, over real TUNs and
+    the router namespace, and our endpoint's capture shows the reset the spec asks for."""
+    report = replay({BAD_HMAC.name: list(BAD_HMAC.events)},
+                    {BAD_HMAC.name: "subflow:sf_join_ack_hmac_failure"}, tmp_path)
+    [run] = report.runs
+    assert "scripted packet peer" in run.plan
+    assert run.conformant, (run.plan, run.divergence, run.error, run.stalls)
+    assert not run.error and not run.stalls, (run.error, run.stalls)
+    assert "subflow:sf_join_ack_hmac_failure" in run.fired
+    assert report.as_json()["witnesses"]["replayed"] == 1
+
+
+def test_a_connect_timeout_is_driven_and_judged_with_the_event_the_replay_saw(tmp_path):
+    """Our SYN goes where nobody answers; the timeout leaves no packet, so the judge is
+    told when it happened. Told too early (before the SYNs), the monitor refuses."""
+    from model_checks.conformance.capture import read_capture
+    from model_checks.replay import RunResult
+    from model_checks.replay_judge import judge_run
+    from spec import events as ev
+
+    events = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)),
+              ev.ConnectTimedOut(0)]
+    report = replay({"timeout": events}, {"timeout": "subflow:sf_connect_timeout"}, tmp_path)
+    [run] = report.runs
+    assert run.conformant, (run.plan, run.divergence, run.error, run.stalls)
+    assert {"subflow:sf_connect_timeout",
+            "connection:conn_connect_timeout_closes_connection"} <= run.fired
+    first_syn = read_capture(run.pcap).frames[0].time  # the retransmitted SYN comes later
+    early = RunResult("early", run.pcap, [])
+    judge_run(early, Path(run.pcap), "198.18.1.2", [(first_syn, ev.ConnectTimedOut(0))])
+    assert not early.conformant and "send_syn_mpc" in early.divergence  # a SYN after it
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

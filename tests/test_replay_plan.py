@@ -31,9 +31,37 @@ def test_the_peers_fastclose_is_the_kernel_closing_with_linger_zero():
     assert "kernel_abort" in kinds(plan)
 
 
-def test_a_wrong_hmac_cannot_come_from_linux():
+def test_a_wrong_hmac_is_played_by_the_scripted_packet_peer():
+    """Linux never sends a bad join HMAC: the packet peer does; our endpoint's reset
+    of that subflow (MP_TCPRST) is its reaction, not an abort to script."""
     plan = plan_for(list(BAD_HMAC.events))
-    assert plan.unexercisable is not None and "HMAC" in plan.unexercisable
+    assert plan.unexercisable is None and plan.peer == "scripted"
+    assert plan.our_role == "server" and plan.paths >= 2
+    assert kinds(plan) == ["listen", "kernel_connect", "kernel_send", "peer_join_bad_hmac"]
+
+
+def test_what_linux_can_play_stays_with_the_kernel():
+    for scenario in (FALLBACK, FASTCLOSE_RECEIVED, JOIN, PASSIVE_CLOSE):
+        assert plan_for(list(scenario.events)).peer == "kernel", scenario.name
+
+
+def test_odd_segments_from_the_peer_become_packet_peer_actions():
+    server = [ev.AppListen(), ev.SegmentReceived(0, "S", options=(ev.MpCapable(0),)),
+              ev.SegmentSent(0, "SA", options=(ev.MpCapable(1),)),
+              ev.SegmentReceived(0, "A", options=(ev.MpCapable(2),))]
+    cases = {
+        ev.MpFastclose(key_ok=False): "peer_fastclose_bad_key",
+        ev.MpFail(0): "peer_mp_fail",
+        ev.Dss(dsn=0, length=0): "peer_infinite_mapping",
+        ev.AddAddr(address_id=1, hmac_ok=False): "peer_add_addr_bad_hmac",
+    }
+    for option, kind in cases.items():
+        plan = plan_for([*server, ev.SegmentReceived(0, "A", options=(option,))])
+        assert plan.unexercisable is None and plan.peer == "scripted", option
+        assert kinds(plan)[-1] == kind, (option, kinds(plan))
+    # our MP_FAIL needs a payload corrupted under the DSS checksum: checksums on
+    ours = plan_for([ev.AppConnect(), ev.SegmentSent(0, "A", options=(ev.MpFail(0),))])
+    assert ours.checksums and "peer_corrupt_data" in kinds(ours)
 
 
 def test_our_join_and_remove_addr_are_calls_on_our_connection():
@@ -55,12 +83,20 @@ def test_a_join_from_our_server_is_played_with_the_roles_swapped():
     assert kinds(plan)[0] == "connect" and "join" in kinds(plan)
 
 
-def test_link_events_the_replay_cannot_drive_are_named_and_own_timers_left_alone():
+def test_link_events_are_driven_and_own_timers_left_alone():
     opening = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),))]
     plan = plan_for([*opening, ev.ConnectTimedOut(0)])
-    assert plan.unexercisable is not None and "ConnectTimedOut" in plan.unexercisable
+    assert plan.unexercisable is None and plan.peer == "kernel"
+    # the SYN goes to an address nobody answers, then the replay waits for the timeout
+    assert kinds(plan) == ["unanswered", "connect", "wait_connect_timeout"]
     plan = plan_for([*opening, ev.RtoExpired(0)])
     assert plan.unexercisable is None and kinds(plan) == ["connect"]
+    assert kinds(plan_for([ev.LinkDown(0)])) == ["connect", "link_down"]
+    # a timeout of our server's SYN/ACK: the kernel cannot be told to leave it unanswered
+    server = [ev.AppListen(), ev.SegmentReceived(0, "S", options=(ev.MpCapable(0),)),
+              ev.SegmentSent(0, "SA", options=(ev.MpCapable(1),)), ev.ConnectTimedOut(0)]
+    plan = plan_for(server)
+    assert plan.unexercisable is not None and "ConnectTimedOut" in plan.unexercisable
 
 
 def test_a_listener_alone_still_gets_a_connection_to_observe():

@@ -48,14 +48,7 @@ def run_mptcp_with_ref(spec: Any) -> dict[str, Any]:
         peer_host = MptcpHost(lab.server_addresses, seed=secrets.randbits(64))
         driver.add_endpoint(SimMptcpHost(ours_host))
         driver.add_endpoint(SimMptcpHost(peer_host))
-        ports = []
-        for index, path in enumerate(lab.paths):
-            outbound, inbound = lab.links(index)
-            ports.append(driver.attach(lab.client_tuns[index], [str(path.client)],
-                                       label=f"path{index + 1}", outbound=outbound,
-                                       inbound=inbound))
-            driver.attach(lab.server_tuns[index], [str(path.server)],
-                          label=f"path{index + 1}-peer")
+        ports = lab.attach(driver)
         config = MptcpConfig(checksums=bool(spec.checksums), tcp=our_config(spec.ipv6))
         our_role, peer_role = _roles(spec)
         ours = MptcpApplication(our_role, spec.size, seed=spec.seed)

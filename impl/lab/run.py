@@ -179,15 +179,7 @@ def kernel_session(paths: list[PathSpec], *, ipv6: bool = False, seed: int = 0,
         server = TcpHost(lab.server_addresses[0], seed=host_seed + 1, logger=logger)
         driver.add_endpoint(host)
         driver.add_endpoint(server)
-        ports = []
-        for index, path in enumerate(lab.paths):
-            outbound, inbound = lab.links(index)
-            ports.append(driver.attach(lab.client_tuns[index], [str(path.client)],
-                                       label=f"path{index + 1}", outbound=outbound,
-                                       inbound=inbound))
-            driver.attach(lab.server_tuns[index], [str(path.server)],
-                          label=f"path{index + 1}-server")
-        yield Session(lab, driver, host, ports, server_host=server, stack=stack)
+        yield Session(lab, driver, host, lab.attach(driver), server_host=server, stack=stack)
 
 
 def run_lab(spec: LabRunSpec) -> dict[str, Any]:

@@ -438,3 +438,17 @@ class RefPairLab(_Lab):
 
     def counters(self) -> dict[str, int]:
         return read_counters(self.router.name)
+
+    def attach(self, driver: Any) -> list[Any]:
+        """Attach both sides' TUNs to `driver` (an `impl.io.tun_loop.TunDriver`): the
+        .2 side of path i with that path's link model both ways, the .1 side bare; the
+        .2 side's ports, in path order."""
+        ports = []
+        for index, path in enumerate(self.paths):
+            outbound, inbound = self.links(index)
+            ports.append(driver.attach(self.client_tuns[index], [str(path.client)],
+                                       label=f"path{index + 1}", outbound=outbound,
+                                       inbound=inbound))
+            driver.attach(self.server_tuns[index], [str(path.server)],
+                          label=f"path{index + 1}-peer")
+        return ports

@@ -73,6 +73,13 @@ class MptcpConfig:
     # A subflow with this many retransmission timeouts in a row is stale: the scheduler
     # avoids it and its unacknowledged data is reinjected elsewhere (3.3.6).
     stale_timeouts: int = 2
+    # 3.1, flag C: as listener, say on the SYN/ACK that we take no MP_JOIN to our
+    # initial address and port, and reset any that comes (Linux: sysctl
+    # net.mptcp.allow_join_initial_addr_port=0).
+    no_initial_join: bool = False
+    # Authentic ADD_ADDRs taken as join targets (Linux: ip mptcp limits
+    # add_addr_accepted, at most 8); beyond it they are still echoed (3.4.1), as Linux does.
+    add_addr_accepted: int = 8
     # Data-level receive buffer (3.3.4): the window every subflow announces is this
     # minus the bytes not yet read and those held out of order (None: tcp's).
     receive_buffer: int | None = None
@@ -142,7 +149,8 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin, DataLevelMixin):
         self._pending_joins: list[tuple[Subflow, int]] = []
         self._peer_closed_first = False
         self.signals = PathSignals(self.counters, config.add_addr_timeout,
-                                   config.add_addr_tries)
+                                   config.add_addr_tries, config.add_addr_accepted)
+        self.peer_no_initial_join = False  # the peer's MP_CAPABLE C flag (3.1)
         self._now = 0.0
 
     # -- construction -----------------------------------------------------------------------
@@ -178,6 +186,13 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin, DataLevelMixin):
         host.register(subflow)
         return connection
 
+    def refuses_join_to(self, local, port: int) -> bool:
+        """3.1: with C set on our SYN/ACK, no join to our initial address and port."""
+        first = self.subflows[0]
+        return self.config.no_initial_join and not self.client and (
+            ipaddress.ip_address(local), port) == (ipaddress.ip_address(first.local),
+                                                  first.tcp.local_port)
+
     def accept_join(self, local, remote, syn: Segment, option, now: float) -> Subflow:
         """An MP_JOIN SYN whose token is ours (3.2): a new passive subflow."""
         self.counters.inc("MPJoinSynRx")
@@ -204,6 +219,10 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin, DataLevelMixin):
         local = ipaddress.ip_address(local)
         remote = ipaddress.ip_address(remote) if remote is not None else first.remote
         remote_port = remote_port if remote_port is not None else first.tcp.remote_port
+        if self.peer_no_initial_join and (remote, remote_port) == (
+                ipaddress.ip_address(first.remote), first.tcp.remote_port):
+            raise ConnectionError("the peer set the C flag (RFC 8684 3.1): no MP_JOIN to "
+                                  "its initial address and port")
         join = JoinState(active=True, local_nonce=self.host.rng.getrandbits(32),
                          address_id=self.host.address_id(local), backup=backup)
         subflow = Subflow(self, local, remote, initial=False, active=True, join=join)

@@ -19,6 +19,7 @@ COUNTER_NAMES = (
     "MPTCPRetrans",  # data-level reinjection of unacknowledged data
     "DataRtoRetrans",  # not Linux: data-level retransmission timer expiries (3.3.6)
     "MPJoinNoTokenFound",  # MP_JOIN SYN with a token no connection owns (3.2)
+    "MPJoinRejected",  # MP_JOIN SYN to our initial address after we set the C flag (3.1)
     "MPJoinSynRx",
     "MPJoinSynAckRx",
     "MPJoinAckRx",

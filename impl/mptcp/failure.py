@@ -168,14 +168,6 @@ class FailureMixin:
         subflow's receive side keeps its infinite mapping."""
         if self.fallback:
             return
-        self.fallback = True
-        self.host.tokens.release(self.local_token)
-        self._pending_joins.clear()
-        self.reinject.clear()
-        pending = self.snd_buffer.end - self.snd_nxt
-        if pending:
-            subflow.tcp.send(self.snd_buffer.read(self.snd_nxt, pending))
-        self.snd_nxt = self.snd_buffer.end
-        self.snd_buffer.release(self.snd_buffer.end)
+        self._stop_multipath(subflow)
         # A close() already made follows as the TCP FIN once this segment is processed
         # (`_maybe_close_subflows`), so a FIN on the same segment is taken first.

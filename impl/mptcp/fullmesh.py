@@ -37,7 +37,9 @@ class FullMesh:
         """The peer's addresses we know: the initial subflow's, then the announced
         ones (with their port, None meaning the initial subflow's port)."""
         first = connection.subflows[0]
-        known = [(ipaddress.ip_address(first.remote), None)]
+        # 3.1: a peer that set C takes no join to its initial address and port.
+        known = [] if connection.peer_no_initial_join else [
+            (ipaddress.ip_address(first.remote), None)]
         for address, port in connection.signals.remote_addresses.values():
             entry = (ipaddress.ip_address(address), port)
             if entry not in known:

@@ -37,8 +37,12 @@ def syn_option(checksums: bool) -> MpCapable:
     return MpCapable(checksum_required=checksums)
 
 
-def syn_ack_option(local_key: int, checksums: bool) -> MpCapable:
-    return MpCapable(checksum_required=checksums, sender_key=local_key)
+def syn_ack_option(local_key: int, checksums: bool, no_initial_join: bool = False,
+                   ) -> MpCapable:
+    """3.1: the listener's key; C (`no_initial_join`) when it takes no join to the
+    address and port of this subflow."""
+    return MpCapable(checksum_required=checksums, sender_key=local_key,
+                     no_initial_join=no_initial_join)
 
 
 def third_ack_option(

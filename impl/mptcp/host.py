@@ -131,9 +131,15 @@ class MptcpHost:
                 if isinstance(connection, MptcpConnection) and not connection.fallback and (
                     connection.remote_key is not None and not connection.is_closed
                 ):
-                    connection.accept_join(dst, src, segment, join, now)
-                    return
-                self.counters.inc("MPJoinNoTokenFound")  # 3.2: reset the SYN
+                    if connection.refuses_join_to(dst, header.dst_port):
+                        # 3.1: we set C, so a join to our initial address and port is
+                        # refused (Linux counts MPJoinRejected and resets it too).
+                        self.counters.inc("MPJoinRejected")
+                    else:
+                        connection.accept_join(dst, src, segment, join, now)
+                        return
+                else:
+                    self.counters.inc("MPJoinNoTokenFound")  # 3.2: reset the SYN
             elif header.dst_port in self.listeners:
                 connection = MptcpConnection.accept(
                     self, dst, src, segment, now, self.listeners[header.dst_port])

@@ -137,6 +137,7 @@ class InputMixin:
             option = handshake.find_option(options, MpCapable)
             if handshake.acceptable_mp_capable(option) and option.sender_key is not None:
                 self.counters.inc("MPCapableSYNACKRX")
+                self.peer_no_initial_join = option.no_initial_join
                 self._set_remote_key(option.sender_key)
                 self.checksums = self.checksums or option.checksum_required
                 subflow.receiver.checksums = self.checksums
@@ -197,10 +198,9 @@ class InputMixin:
     def _joined_ever(self) -> bool:
         return len(self.subflows) > 1
 
-    def _enter_fallback(self, subflow: Subflow) -> None:
-        """3.7: plain TCP on this one subflow from now on. Bytes already handed to it
-        went in data order on this only subflow, so its stream is the data stream; the
-        bytes not yet scheduled follow as they are."""
+    def _stop_multipath(self, subflow: Subflow) -> None:
+        """3.7: single-path for life: no token, no joins, no reinjection; the bytes not
+        yet scheduled go to this subflow as they are (its stream is the data stream)."""
         self.fallback = True
         self.host.tokens.release(self.local_token)
         self._pending_joins.clear()
@@ -210,6 +210,12 @@ class InputMixin:
             subflow.tcp.send(self.snd_buffer.read(self.snd_nxt, pending))
         self.snd_nxt = self.snd_buffer.end
         self.snd_buffer.release(self.snd_buffer.end)
+
+    def _enter_fallback(self, subflow: Subflow) -> None:
+        """3.7: plain TCP on this one subflow from now on. Bytes already handed to it
+        went in data order on this only subflow, so its stream is the data stream; the
+        bytes not yet scheduled follow as they are."""
+        self._stop_multipath(subflow)
         received = subflow.receiver.pending  # bytes that waited for a mapping
         if received:
             self.received += received

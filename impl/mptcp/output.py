@@ -48,7 +48,8 @@ class OutputMixin:
             return (join.syn_option(self.remote_token),)
         if kind is SegmentKind.SYNACK:
             if join is None:
-                return (handshake.syn_ack_option(self.local_key, self.checksums),)
+                return (handshake.syn_ack_option(self.local_key, self.checksums,
+                                                 self.config.no_initial_join),)
             return (join.syn_ack_option(self.local_key, self.remote_key),)
         if join is not None and join.active and not join.fourth_ack_seen:
             # 3.2: the third ACK (repeated until the listener acknowledges it).

@@ -35,10 +35,12 @@ class Announcement:
 class PathSignals:
     """ADD_ADDR / REMOVE_ADDR state of one connection."""
 
-    def __init__(self, counters, timeout: float, max_tries: int) -> None:
+    def __init__(self, counters, timeout: float, max_tries: int,
+                 max_accepted: int = 8) -> None:
         self.counters = counters
         self.timeout = timeout
         self.max_tries = max_tries
+        self.max_accepted = max_accepted
         self.announced: dict[int, Announcement] = {}  # ours, not echoed yet
         self.remote_addresses: dict[int, tuple[object, int | None]] = {}
         self._echoes: list[AddAddr] = []
@@ -102,7 +104,9 @@ class PathSignals:
         self.counters.inc("AddAddr")
         self._echoes.append(AddAddr(option.address_id, option.address, option.port,
                                     echo=True))
-        self.remote_addresses[option.address_id] = (option.address, option.port)
+        if option.address_id in self.remote_addresses or \
+                len(self.remote_addresses) < self.max_accepted:
+            self.remote_addresses[option.address_id] = (option.address, option.port)
         return True
 
     def on_remove_addr(self, option: RemoveAddr) -> list[int]:
