@@ -1,6 +1,7 @@
 """`mptcp-ref replay`: spec traces played over real sockets, and the runs judged by the spec.
 
-For each trace (every coverage witness of `mptcp-ref check` in `out/witnesses/`, plus
+For each trace (every coverage witness of `mptcp-ref check` in `out/witnesses/`, a few
+supplementary traces of duplicates (`replay_plan.supplementary_traces`), plus
 `--hypothesis N` traces drawn from the spec by Hypothesis):
 
 1. `replay_plan.plan_for` turns it into a script of real actions, or says why no peer
@@ -18,7 +19,8 @@ For each trace (every coverage witness of `mptcp-ref check` in `out/witnesses/`,
    replayed when its run is conformant and fired the rule it witnesses.
 
 The JSON report: `{"runs": N, "conformant": N, "rules": {"total": N, "exercised_real":
-N, "unexercisable": [{rule, reason}], "not_exercised": [...]}, "witnesses": {...},
+N, "unexercisable": [{rule, reason}], "not_exercised": [{rule, group, reason}]},
+"witnesses": {...},
 "failures": [...]}`.
 """
 
@@ -34,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from impl.lab.scripted import FLAG_SUBFLOW, PORT, ScriptedRun, scripted_lab
-from model_checks.replay_plan import Action, Plan, plan_for
+from model_checks.replay_plan import Action, Plan, plan_for, supplementary_traces
+from model_checks.replay_reasons import not_exercised_reason
 from spec import events as ev
 from spec.system import SYSTEM
 from spec.trace import TraceError, load_trace
@@ -88,7 +91,7 @@ class ReplayReport:
             rule = self.witnesses.get(name)
             if rule and rule not in exercised:
                 by_rule_reason.setdefault(rule, reason)
-        not_exercised = sorted(set(self.rules) - exercised - set(by_rule_reason))
+        missing = sorted(set(self.rules) - exercised - set(by_rule_reason))
         witness_status = {}
         run_of = {trace: run for run in self.runs for trace in run.traces}
         for name, rule in sorted(self.witnesses.items()):
@@ -104,6 +107,15 @@ class ReplayReport:
             else:
                 status = "run conformant, rule not fired"
             witness_status[name] = status
+        witness_of = {rule: name for name, rule in self.witnesses.items()}
+        not_exercised = []
+        for rule in missing:
+            name = witness_of.get(rule)
+            run = run_of.get(name) if name else None
+            group, reason = not_exercised_reason(
+                rule, witness_status.get(name) if name else None,
+                run.plan if run is not None else None)
+            not_exercised.append({"rule": rule, "group": group, "reason": reason})
         return {
             "runs": len(self.runs),
             "conformant": sum(1 for run in self.runs if run.conformant),
@@ -169,6 +181,11 @@ class _Player:
             # replay waits well under a second instead of minutes.
             run.config = replace(run.config, tcp=replace(
                 run.config.tcp, syn_retries=SYN_RETRIES, initial_rto=SYN_RTO))
+        if any(action.kind == "wait_time_wait" for action in plan.actions):
+            # TIME-WAIT (2 MSL, RFC 9293 3.6; 60 s here as in Linux) cut to a few seconds
+            # so a replay can wait it out
+            run.config = replace(run.config, tcp=replace(run.config.tcp,
+                                                         time_wait=TIME_WAIT_WAIT))
         if plan.kernel_joins:
             for index, address in enumerate(run.lab.kernel_addresses[1:], start=2):
                 run.lab.mptcp_endpoint(address, FLAG_SUBFLOW, endpoint_id=index,
@@ -202,18 +219,45 @@ class _Player:
         self.wait(lambda: len(self.run.kernel.received) >= wanted or self._closed(),
                   "the kernel reading our data")
 
+    def _app_call(self, event: ev.Event) -> None:
+        """Log a call of our application for the judge (no capture shows it)."""
+        self.known.append((time.time(), event))
+
     def _do_close(self, action: Action) -> None:
+        self._close(ev.AppClose())
+
+    def _do_shutdown(self, action: Action) -> None:
+        """shutdown(SHUT_WR): the core's close() queues the DATA_FIN (App. D M_CLOSE) and
+        the connection still reads, as `impl.api`'s shutdown does; a later close() of the
+        same connection changes nothing on the wire."""
+        self._close(ev.AppShutdown())
+
+    def _close(self, call: ev.Event) -> None:
         if self.connection is None:
             return
+        self._app_call(call)
         self.connection.close()
+        self._kernel_accepted()
         self.wait(lambda: self.run.kernel.eof or self._closed() or self.run.kernel.error,
                   "the kernel seeing our DATA_FIN")
 
     def _do_abort(self, action: Action) -> None:
         if self.connection is None:
             return
+        self._app_call(ev.AppAbort())
         self.connection.abort()
         self.wait(self._closed, "our abort")
+
+    def app_reads(self) -> list[tuple[float, ev.Event]]:
+        """accept() and the reads the lab made for our application, as events."""
+        run = self.run
+        calls: list[tuple[float, ev.Event]] = [(when, ev.AppRecv(count))
+                                               for when, count in run.reads]
+        if run.accepted_at is not None:
+            calls.append((run.accepted_at, ev.AppAccept()))
+        # our subflows' TIME-WAIT timers that ran out (TIME_WAIT_WAIT in a replay)
+        calls += [(when, ev.TimeWaitExpired(index)) for when, index in run.time_waits_over]
+        return calls
 
     def _do_join(self, action: Action) -> None:
         run, connection = self.run, self.connection
@@ -249,7 +293,12 @@ class _Player:
         run, connection = self.run, self.connection
         if connection is None or connection.is_closed or len(run.lab.our_addresses) < 2:
             return
-        connection.remove_address(run.lab.our_addresses[1])
+        # Our endpoint signals only once the peer showed it has our key (3.1).
+        self._ensure_fully_established()
+        address = run.lab.our_addresses[1]
+        # the address going away leaves no packet (the spec's path_address_removed)
+        self.known.append((time.time(), ev.AddressRemoved(run.host.address_id(address))))
+        connection.remove_address(address)
         run.run_for(SETTLE)
 
     def _do_backup(self, action: Action) -> None:
@@ -327,7 +376,7 @@ class _Player:
 
     def _do_kernel_close(self, action: Action) -> None:
         run = self.run
-        if run.kernel.sock is None or run.kernel.error:
+        if not self._kernel_accepted():
             return
         run.kernel.shutdown_write()
         self.wait(lambda: (self.connection is not None and self.connection.peer_closed)
@@ -404,7 +453,7 @@ def play(plan: Plan, pcap: Path, *, seed: object = 0,
             error = traceback.format_exc(limit=4)
         stalls = player.stalls
         if known is not None:
-            known.extend(player.known)
+            known.extend(player.known + player.app_reads())
     return stalls, error, addresses
 
 
@@ -465,7 +514,9 @@ def replay(traces: dict[str, list[ev.Event]], witnesses: dict[str, str], out: Pa
         stalls, error, addresses = play(plan, pcap, seed=f"replay{index}", known=known)
         result.stalls, result.error = stalls, error
         if addresses:
-            judge_run(result, pcap, addresses[0], known)
+            # the kernel runs log every call of our application (`_Player`)
+            judge_run(result, pcap, addresses[0], known,
+                      app_calls_known=plan.peer == "kernel")
         result.seconds = time.monotonic() - started
         runs.append(result)
     return ReplayReport(runs, all_rules(), unexercisable, witnesses)
@@ -493,6 +544,8 @@ def run_replay_command(traces_dir: Path, hypothesis: int, json_path: Path | None
     except (TraceError, ValueError, OSError) as error:
         errors.print(f"[bold red]mptcp-ref replay:[/] {error}", soft_wrap=True)
         return 2
+    if traces:  # an empty folder stays an error
+        traces.update(supplementary_traces())
     if only:
         traces = {name: events for name, events in traces.items() if only in name}
     traces.update(hypothesis_traces(hypothesis, seed=seed))
@@ -525,6 +578,12 @@ def run_replay_command(traces_dir: Path, hypothesis: int, json_path: Path | None
                   f"{data['witnesses']['total']}")
     for entry in rules["unexercisable"]:
         console.print(f"  unexercisable {entry['rule']}: {entry['reason']}", highlight=False)
+    groups: dict[str, int] = {}
+    for entry in rules["not_exercised"]:
+        groups[entry["group"]] = groups.get(entry["group"], 0) + 1
+    console.print(f"not exercised: {len(rules['not_exercised'])} rule(s), by reason:")
+    for group, count in sorted(groups.items(), key=lambda pair: -pair[1]):
+        console.print(f"  {count:3d}  {group}", highlight=False)
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")

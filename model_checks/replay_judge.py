@@ -10,6 +10,13 @@ stop). The replay knows when it caused or saw them; `judge_run` takes them as `k
 events, (wall-clock time, event), and puts each into the abstract trace of every
 connection alive then, right after the last packet captured before it, so the monitor
 judges them in order with the packets (and refuses, say, a SYN after the timeout).
+
+Our application's calls leave no packet either: accept(), its reads, shutdown() or close()
+(the same DATA_FIN on the wire) and abort(). A kernel run logs each one it made; given
+with `app_calls_known`, they are judged like the link events (on our endpoint's one
+connection) and the judge no longer guesses a close, shutdown or abort in front of a
+DATA_FIN, FIN, MP_FASTCLOSE or RST (`judge.TIMER_CHOICES`), so rules such as
+conn_close vs conn_shutdown, conn_app_recv or conn_accept fire for certain.
 """
 
 from __future__ import annotations
@@ -32,12 +39,18 @@ from spec import events as ev
 __all__ = ["judge_run"]
 
 Known = list[tuple[float, ev.Event]]
+# our application's calls a replay logs (`replay._Player`); AppConnect, AppListen and
+# AppSend stay inferred from the packets (`abstraction.py`)
+APP_EVENTS = (ev.AppAccept, ev.AppRecv, ev.AppShutdown, ev.AppClose, ev.AppAbort)
 
 
-def judge_run(result: Any, pcap: Path, endpoint: str, known: Known | None = None) -> None:
-    """Fill `result` (a `replay.RunResult`): conformant, verdicts, divergence, fired."""
-    if known:
-        _judge_with_known_events(result, pcap, endpoint, known)
+def judge_run(result: Any, pcap: Path, endpoint: str, known: Known | None = None,
+              app_calls_known: bool = False) -> None:
+    """Fill `result` (a `replay.RunResult`): conformant, verdicts, divergence, fired.
+    `app_calls_known`: `known` holds every call our application made (accept, reads,
+    shutdown, close, abort), so the judge takes those instead of guessing them."""
+    if known or app_calls_known:
+        _judge_with_known_events(result, pcap, endpoint, known or [], app_calls_known)
         return
     try:
         report = monitor_capture(pcap, endpoint, taken_at_endpoint=True)
@@ -78,7 +91,12 @@ def with_known_events(trace: AbstractTrace, frame_times: dict[int, float],
     return replace(trace, items=items)
 
 
-def _judge_with_known_events(result: Any, pcap: Path, endpoint: str, known: Known) -> None:
+def _is_app_call(event: ev.Event) -> bool:
+    return isinstance(event, APP_EVENTS)
+
+
+def _judge_with_known_events(result: Any, pcap: Path, endpoint: str, known: Known,
+                             app_calls_known: bool) -> None:
     try:
         capture = read_capture(pcap)
         address = ipaddress.ip_address(endpoint)
@@ -88,15 +106,20 @@ def _judge_with_known_events(result: Any, pcap: Path, endpoint: str, known: Know
         return
     frame_times = {frame.number: frame.time for frame in capture.frames}
     verdicts = []
+    application_seen = False
     for connection in group_connections(capture.frames).connections:
         side = endpoint_side(connection, address)
         if side is None:
             continue
         started = connection.packets[0][0].time if connection.packets else 0.0
-        mine = [(when, event) for when, event in known if when >= started]
+        # Link events concern every connection alive; our application's calls its one
+        # connection, the first of ours in the capture.
+        mine = [(when, event) for when, event in known if when >= started
+                and (not _is_app_call(event) or not application_seen)]
+        application_seen = True
         trace = with_known_events(abstract_connection(connection, side), frame_times, mine)
         firing = RuleFiring()
-        verdict, divergence, _, _ = judge_trace(trace, firing)
+        verdict, divergence, _, _ = judge_trace(trace, firing, app_calls_known)
         verdicts.append(verdict)
         result.verdicts.append(f"{connection.describe()}: {verdict} "
                                f"(with {len(mine)} event(s) the replay caused or saw)")

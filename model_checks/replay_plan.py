@@ -91,6 +91,8 @@ def plan_for(events: list[ev.Event]) -> Plan:
     that has our server open a join (or a join reach our client) is played with the roles
     swapped when that makes it playable: the rules the trace is about are the same."""
     plan = _plan(events)
+    if plan.unexercisable is None:
+        return _with_repeats(events, plan)
     if plan.unexercisable and any(limit in plan.unexercisable for limit in ROLE_LIMITS):
         swapped = _plan(_swap_roles(events))
         if swapped.unexercisable is None:
@@ -103,6 +105,102 @@ def plan_for(events: list[ev.Event]) -> Plan:
             return scripted
         plan.unexercisable = scripted.unexercisable
     return plan
+
+
+# Segments the scripted packet peer can send twice (`impl.lab.packet_peer.REPEATABLE`);
+# a `peer_repeat` action's arg is an index into this tuple.
+REPEAT_KINDS = ("SYN", "SYN/ACK", "MP_JOIN SYN", "MP_JOIN SYN/ACK", "MP_JOIN ACK", "FIN",
+                "DATA_FIN")
+
+
+def _repeat_kind(event: ev.SegmentReceived) -> str | None:
+    options = {option.kind: option for option in event.options}
+    join = "MP_JOIN" in options
+    if "S" in event.flags:  # with MP_CAPABLE, MP_JOIN or none (a plain TCP peer)
+        kind = "SYN/ACK" if "A" in event.flags else "SYN"
+        return f"MP_JOIN {kind}" if join else kind
+    if "F" in event.flags:
+        return "FIN"
+    if join:
+        return "MP_JOIN ACK"
+    dss = options.get("DSS")
+    if dss is not None and getattr(dss, "data_fin", False):
+        return "DATA_FIN"
+    return None
+
+
+def repeated_segments(events: list[ev.Event]) -> list[str]:
+    """Kinds of segment the trace receives twice in a row on one subflow (the same
+    flags and options): the spec's *_repeated rules, which a duplicate makes fire."""
+    last: dict[int, ev.SegmentReceived] = {}
+    kinds: list[str] = []
+    for event in events:
+        if not isinstance(event, ev.SegmentReceived):
+            continue
+        before = last.get(event.subflow)
+        last[event.subflow] = event
+        kind = _repeat_kind(event)
+        if before is not None and kind is not None and kind not in kinds \
+                and (before.flags, before.options) == (event.flags, event.options):
+            kinds.append(kind)
+    return kinds
+
+
+def _with_repeats(events: list[ev.Event], plan: Plan) -> Plan:
+    """A trace that receives a segment twice is played against the scripted packet peer,
+    armed from the start to send the next segment of that kind twice (Linux never
+    repeats one unprompted); when that cannot be played, `plan` as it was."""
+    kinds = repeated_segments(events)
+    if not kinds:
+        return plan
+    scripted = _plan(events, scripted=True)
+    if scripted.unexercisable is not None:
+        return plan
+    scripted.actions[:0] = [Action("peer_repeat", REPEAT_KINDS.index(kind),
+                                   f"{kind} received twice") for kind in kinds]
+    return scripted
+
+
+def supplementary_traces() -> dict[str, list[ev.Event]]:
+    """Spec traces the replay plays besides the coverage witnesses: duplicates where our
+    endpoint can take them (its client a SYN/ACK, its server a SYN, with MP_CAPABLE or
+    from a plain TCP client, its join an MP_JOIN SYN/ACK). The shortest witnesses of those
+    *_repeated rules receive the duplicate in a state no peer brings about (our server
+    given a SYN/ACK, say). And our client's connect timeout, as the witness of those
+    rules may time out our server's handshake instead, and the peer's MP_FASTCLOSE on a
+    connection with two subflows."""
+    syn = ev.SegmentReceived(0, "S", options=(ev.MpCapable(0),))
+    synack = ev.SegmentReceived(0, "SA", options=(ev.MpCapable(1),))
+    opening = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)), synack,
+               ev.SegmentSent(0, "A", options=(ev.MpCapable(2),))]
+    join_synack = ev.SegmentReceived(1, "SA", options=(ev.MpJoin(),))
+    return {
+        "supplement_synack_repeated": opening[:3] + [synack],
+        "supplement_syn_mpc_repeated": [ev.AppListen(), syn, syn],
+        # the same from a plain TCP client (3.7: fallback)
+        "supplement_syn_plain_repeated": [ev.AppListen(), ev.SegmentReceived(0, "S"),
+                                          ev.SegmentReceived(0, "S")],
+        # our client's handshake timing out (a witness may have our server's instead,
+        # which no peer plays: `_connect_timeout`)
+        "supplement_connect_timeout": opening[:2] + [ev.ConnectTimedOut(0)],
+        # the peer's MP_FASTCLOSE with two subflows up (3.5): the connection is
+        # ABORTING while the second subflow still takes segments
+        "supplement_fastclose_two_subflows": _joined_prefix() + [
+            ev.SegmentReceived(0, "A", options=(ev.MpFastclose(key_ok=True),))],
+        "supplement_join_synack_repeated": opening + [
+            ev.SegmentSent(1, "S", options=(ev.MpJoin(),)), join_synack, join_synack],
+    }
+
+
+def _joined_prefix() -> list[ev.Event]:
+    """The JOIN scenario up to our join's third ACK."""
+    from spec.scenarios import JOIN
+
+    events = list(JOIN.events)
+    end = max(index for index, event in enumerate(events)
+              if isinstance(event, ev.SegmentSent) and event.subflow == 1
+              and event.flags == "A" and any(o.kind == "MP_JOIN" for o in event.options))
+    return events[:end + 1]
 
 
 def _swap_roles(events: list[ev.Event]) -> list[ev.Event]:
@@ -128,22 +226,29 @@ def _plan(events: list[ev.Event], scripted: bool = False) -> Plan:
         plan.our_role = "server"
     slots = {event.subflow for event in events if hasattr(event, "subflow")}
     plan.paths = min(MAX_PATHS, max(slots, default=0) + 1)
-    opened = False
+    opened = app_opened = False
     for event in events:
         match event:
             case ev.AppListen():
                 plan.actions.append(Action("listen", because="AppListen"))
+                app_opened = True
             case ev.AppConnect():
                 plan.actions.append(Action("connect", because="AppConnect"))
-                opened = True
+                opened = app_opened = True
             case ev.AppAccept() | ev.AppRecv():
                 pass  # the runner reads whatever arrives
             case ev.AppSend(bytes=count):
                 plan.actions.append(Action("send", count, "AppSend"))
-            case ev.AppShutdown() | ev.AppClose():
-                plan.actions.append(Action("close", because=type(event).__name__))
-            case ev.AppAbort():
-                plan.actions.append(Action("abort", because="AppAbort"))
+            case ev.AppShutdown() | ev.AppClose() | ev.AppAbort():
+                kind = {ev.AppShutdown: "shutdown", ev.AppClose: "close",
+                        ev.AppAbort: "abort"}[type(event)]
+                if not app_opened:
+                    # A call on a connection that is over (the spec's CLOSED): ours is
+                    # opened for the capture, so it is first shut down (aborted), and
+                    # the call then finds it over, as the trace's does.
+                    first = "abort" if kind == "abort" else "shutdown"
+                    plan.actions.append(Action(first, because="a connection that is over"))
+                plan.actions.append(Action(kind, because=type(event).__name__))
             case ev.SegmentReceived():
                 if scripted:
                     _scripted_peer_segment(plan, event, opened)
@@ -159,6 +264,7 @@ def _plan(events: list[ev.Event], scripted: bool = False) -> Plan:
                 plan.actions.append(Action("wait_time_wait", event.subflow, "TimeWaitExpired"))
             case ev.AddressAdded() | ev.AddressRemoved():
                 if isinstance(event, ev.AddressRemoved):
+                    plan.paths = max(plan.paths, 2)  # our second address is the one removed
                     plan.actions.append(Action("remove_address", event.address_id,
                                                "AddressRemoved"))
             case ev.RtoExpired() | ev.CloseTimerExpired() | ev.AddAddrTimerExpired():

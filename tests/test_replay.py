@@ -120,6 +120,9 @@ def test_replay_command_writes_the_report(tmp_path: Path):
     assert set(data["rules"]) >= {"total", "exercised_real", "unexercisable"}
     assert data["rules"]["total"] >= 190
     assert "spec rules exercised by real runs" in result.stdout
+    assert "not exercised:" in result.stdout
+    entry = data["rules"]["not_exercised"][0]
+    assert set(entry) == {"rule", "group", "reason"} and entry["reason"]
 
 
 def test_replay_command_refuses_bad_input(tmp_path: Path):
@@ -131,3 +134,55 @@ def test_replay_command_refuses_bad_input(tmp_path: Path):
     result = _cli("--traces", str(broken))
     assert result.returncode == 2, result.stdout + result.stderr
     assert "bad.jsonl" in result.stderr
+
+
+def test_our_close_and_shutdown_are_judged_as_the_calls_the_runner_made(tmp_path: Path):
+    """A capture shows the same DATA_FIN after close() and shutdown(SHUT_WR); the kernel
+    runs log which one our application made, so the judge fires conn_close in one run
+    and conn_shutdown in the other, and no longer guesses: told no call was made, it
+    refuses the DATA_FIN."""
+    from model_checks.replay import RunResult
+    from model_checks.replay_judge import judge_run
+    from spec import events as ev
+
+    traces = {"close": [ev.AppConnect(), ev.AppSend(3), ev.AppClose()],
+              "shutdown": [ev.AppConnect(), ev.AppSend(3), ev.AppShutdown()]}
+    report = replay(traces, {}, tmp_path)
+    fired = {name: run.fired for run in report.runs for name in run.traces}
+    for run in report.runs:
+        assert run.conformant, (run.plan, run.divergence, run.error)
+        assert not run.stalls, (run.plan, run.stalls)  # the kernel saw our DATA_FIN
+    assert "connection:conn_close" in fired["close"]
+    assert "connection:conn_shutdown" not in fired["close"]
+    assert "connection:conn_shutdown" in fired["shutdown"]
+    assert "connection:conn_close" not in fired["shutdown"]
+    close_run = next(run for run in report.runs if "close" in run.traces)
+    unexplained = RunResult("no call", close_run.pcap, [])
+    judge_run(unexplained, Path(close_run.pcap), "198.18.1.2", [], app_calls_known=True)
+    assert not unexplained.conformant and "data_fin" in unexplained.divergence
+
+
+def test_a_repeated_data_fin_or_synack_from_the_scripted_peer_fires_the_repeated_rule(
+        tmp_path):
+    """Linux never sends a DATA_FIN (or SYN/ACK) twice unprompted; a trace that receives
+    one twice is played against the packet peer, which sends that segment twice."""
+    from spec import events as ev
+
+    data_fin = ev.SegmentReceived(0, "A", options=(ev.Dss(dsn=0, length=1, data_fin=True),))
+    events = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)),
+              ev.SegmentReceived(0, "SA", options=(ev.MpCapable(1),)), data_fin, data_fin]
+    from model_checks.replay_plan import supplementary_traces
+
+    synack_twice = supplementary_traces()["supplement_synack_repeated"]
+    report = replay({"twice": events, "synack": synack_twice},
+                    {"twice": "connection:conn_data_fin_repeated"}, tmp_path)
+    assert len(report.runs) == 2
+    for run in report.runs:
+        assert "scripted packet peer" in run.plan and "peer_repeat" in run.plan
+        assert run.conformant, (run.plan, run.divergence, run.error, run.stalls)
+    fired = {name: run.fired for run in report.runs for name in run.traces}
+    assert "connection:conn_data_fin_repeated" in fired["twice"]
+    # our client given its SYN/ACK twice answers the duplicate (RFC 9293 3.10.7.4)
+    assert {"connection:conn_synack_repeated", "subflow:sf_synack_repeated"} <= \
+        fired["synack"]
+    assert report.as_json()["witnesses"]["replayed"] == 1

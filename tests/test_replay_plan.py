@@ -118,3 +118,41 @@ def test_hypothesis_walks_are_spec_traces_and_repeatable():
     for events in first:
         verdict = check_trace(events)
         assert verdict.accepted, verdict.message
+
+
+def test_close_and_shutdown_are_distinct_actions_and_a_call_on_a_closed_one_repeats():
+    assert kinds(plan_for([ev.AppConnect(), ev.AppShutdown()])) == ["connect", "shutdown"]
+    assert kinds(plan_for([ev.AppConnect(), ev.AppClose()])) == ["connect", "close"]
+    # the spec's CLOSED: the call finds a connection that is over
+    assert kinds(plan_for([ev.AppClose()])) == ["connect", "shutdown", "close"]
+    assert kinds(plan_for([ev.AppShutdown()])) == ["connect", "shutdown", "shutdown"]
+    assert kinds(plan_for([ev.AppAbort()])) == ["connect", "abort", "abort"]
+
+
+def test_a_segment_received_twice_arms_the_packet_peer_to_repeat_it():
+    from model_checks.replay_plan import REPEAT_KINDS, repeated_segments
+
+    fin = ev.SegmentReceived(0, "FA")
+    events = [ev.AppConnect(), ev.SegmentSent(0, "S", options=(ev.MpCapable(0),)),
+              ev.SegmentReceived(0, "SA", options=(ev.MpCapable(1),)), fin, fin]
+    assert repeated_segments(events) == ["FIN"]
+    plan = plan_for(events)
+    assert plan.peer == "scripted" and plan.unexercisable is None
+    assert plan.actions[0].kind == "peer_repeat"
+    assert REPEAT_KINDS[plan.actions[0].arg] == "FIN"
+    # the same segments once each: Linux plays it
+    assert plan_for(events[:-1]).peer == "kernel"
+
+
+def test_every_rule_not_exercised_gets_a_reason():
+    from model_checks.replay_reasons import not_exercised_reason
+
+    group, reason = not_exercised_reason("connection:conn_aborting_ignores_fin",
+                                         "run conformant, rule not fired", "x: connect")
+    assert group == "only MP_FASTCLOSE arrives while ABORTING"
+    assert "script: x: connect" in reason
+    group, reason = not_exercised_reason("connection:conn_made_up", "run not conformant", None)
+    assert group == "witness run not conformant" and reason
+    group, _ = not_exercised_reason("subflow:sf_recv_fin_repeated", "run conformant, rule "
+                                    "not fired", "...: peer_repeat(5), connect")
+    assert group == "duplicate sent, rule not reached"

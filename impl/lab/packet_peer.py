@@ -71,6 +71,34 @@ def _option(segment: Segment, kind: type) -> object | None:
     return next((o for o in segment.header.options if isinstance(o, kind)), None)
 
 
+NO_FLAGS = TcpFlags(0)
+
+
+def _flags(segment: Segment, wanted: TcpFlags, unwanted: TcpFlags = NO_FLAGS) -> bool:
+    return segment.flags & wanted == wanted and not segment.flags & unwanted
+
+
+def _data_fin(segment: Segment) -> bool:
+    dss = _option(segment, Dss)
+    return dss is not None and dss.data_fin
+
+
+# Segment kinds the peer can send twice (`PacketPeer.arm_repeat`), as the spec's
+# *_repeated rules name them: which of the peer's outgoing segments is one.
+REPEATABLE: dict[str, Callable[[Segment], bool]] = {
+    # with MP_CAPABLE, or without when the peer plays plain TCP (`strip_syn_options`)
+    "SYN": lambda s: _flags(s, TcpFlags.SYN, TcpFlags.ACK) and _option(s, MpJoinSyn) is None,
+    "SYN/ACK": lambda s: _flags(s, TcpFlags.SYN | TcpFlags.ACK)
+    and _option(s, MpJoinSynAck) is None,
+    "MP_JOIN SYN": lambda s: _flags(s, TcpFlags.SYN, TcpFlags.ACK)
+    and _option(s, MpJoinSyn) is not None,
+    "MP_JOIN SYN/ACK": lambda s: _option(s, MpJoinSynAck) is not None,
+    "MP_JOIN ACK": lambda s: _option(s, MpJoinAck) is not None,
+    "FIN": lambda s: _flags(s, TcpFlags.FIN),
+    "DATA_FIN": lambda s: _data_fin(s) and not s.flags & TcpFlags.FIN,
+}
+
+
 class PacketPeer:
     """Our own MPTCP stack as the peer, plus scripted odd segments (module doc)."""
 
@@ -83,6 +111,7 @@ class PacketPeer:
         self.odd: list[str] = []  # what odd things went out, in order
         self.strip_syn_options = False
         self.config = MptcpConfig()  # what the peer listens and connects with
+        self.repeats: list[str] = []  # one-shot: the next segment of each kind goes twice
 
     # -- Endpoint ---------------------------------------------------------------------------
 
@@ -92,7 +121,15 @@ class PacketPeer:
     def datagrams_to_send(self, now: float) -> list[Datagram]:
         out = []
         for datagram in self.adapter.datagrams_to_send(now):
-            out.append(self._rewrite(datagram))
+            datagram = self._rewrite(datagram)
+            out.append(datagram)
+            kind = next((k for k in self.repeats if REPEATABLE[k](datagram.segment)), None)
+            if kind is not None:
+                # the same segment again, byte for byte: a duplicate the network (or a
+                # spurious retransmission) delivers, which the receiver must take
+                self.repeats.remove(kind)
+                self.odd.append(f"{kind} repeated")
+                out.append(datagram)
         out.extend(self.crafted)
         self.crafted = []
         return out
@@ -139,6 +176,12 @@ class PacketPeer:
         raise RuntimeError("the packet peer has no synchronized subflow yet")
 
     # -- one-shot rewrites of the next segment of a kind (arm before it goes out) -----------
+
+    def arm_repeat(self, kind: str) -> None:
+        """The next segment of `kind` (a key of `REPEATABLE`) goes out twice."""
+        if kind not in REPEATABLE:
+            raise ValueError(f"no repeatable segment kind {kind!r}: {sorted(REPEATABLE)}")
+        self.repeats.append(kind)
 
     def arm(self, what: str, rewrite: Rewrite) -> None:
         self.rewrites.append((what, rewrite))

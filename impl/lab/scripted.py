@@ -69,13 +69,37 @@ class ScriptedRun:
     links: list[tuple[Link, Link]] = field(default_factory=list)  # per path: out, in
     connection: MptcpConnection | None = None
     received: bytearray = field(default_factory=bytearray)  # what our connection read
+    # Our application's reads, (wall-clock time, bytes; 0 = the end of the stream read),
+    # and when our listener's connection was established (accept() would return it):
+    # a replay gives them to the judge, as no capture shows them.
+    reads: list[tuple[float, int]] = field(default_factory=list)
+    accepted_at: float | None = None
+    # (wall-clock time, subflow index) of each subflow of ours whose TIME-WAIT ran out
+    time_waits_over: list[tuple[float, int]] = field(default_factory=list)
+    _in_time_wait: set[int] = field(default_factory=set)
 
     def step(self) -> None:
         self.kernel.pump()
         if self.connection is None and self.host.accepted:
             self.connection = self.host.accepted[0]
-        if self.connection is not None:
-            self.received += self.connection.read()
+        connection = self.connection
+        if connection is None:
+            return
+        if self.accepted_at is None and connection.established and (
+                connection in self.host.accepted):
+            self.accepted_at = time.time()
+        for index, subflow in enumerate(connection.subflows):
+            if subflow.tcp.state.name == "TIME_WAIT":
+                self._in_time_wait.add(index)
+            elif index in self._in_time_wait and subflow.tcp.state.name == "CLOSED":
+                self._in_time_wait.discard(index)
+                self.time_waits_over.append((time.time(), index))
+        data = connection.read()
+        if data:
+            self.received += data
+            self.reads.append((time.time(), len(data)))
+        if connection.peer_closed and not any(count == 0 for _, count in self.reads):
+            self.reads.append((time.time(), 0))
 
     def run(self, until: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
         """Drive both sides until `until()`; AssertionError naming `what` on timeout."""

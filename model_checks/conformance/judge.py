@@ -58,6 +58,14 @@ HIDDEN_CHOICES: dict[str, tuple[tuple[ev.Event, ...], ...]] = {
     # an abortive close of a plain TCP / fallen-back connection is a bare RST
     "send_rst": ((ev.AppAbort(),), (ev.AppClose(),)),
 }
+APP_CALLS = (ev.AppClose, ev.AppShutdown, ev.AppAbort)
+# The hidden choices left when the application's calls are known (a replay's log gives
+# them as events, `replay_judge`): only the close timer is still guessed.
+TIMER_CHOICES: dict[str, tuple[tuple[ev.Event, ...], ...]] = {
+    label: tuple(choice for choice in choices
+                 if not any(isinstance(event, APP_CALLS) for event in choice))
+    for label, choices in HIDDEN_CHOICES.items()
+}
 SHOWN_STATES = 6  # possible states listed in a divergence report
 
 
@@ -196,7 +204,8 @@ def _run(system: SystemSpec, states: set[State], events: list[ev.Event]) -> Moni
     return monitor
 
 
-def _hidden_choices(event: ev.Event) -> tuple[tuple[ev.Event, ...], ...]:
+def _hidden_choices(event: ev.Event, hidden: dict[str, tuple[tuple[ev.Event, ...], ...]]
+                    ) -> tuple[tuple[ev.Event, ...], ...]:
     if not isinstance(event, ev.SegmentSent):
         return ()
     try:
@@ -205,7 +214,7 @@ def _hidden_choices(event: ev.Event) -> tuple[tuple[ev.Event, ...], ...]:
         return ()
     choices: list[tuple[ev.Event, ...]] = []
     for label in labels:
-        for choice in HIDDEN_CHOICES.get(label, ()):
+        for choice in hidden.get(label, ()):
             if choice not in choices:
                 choices.append(choice)
     return tuple(choices)
@@ -224,9 +233,13 @@ def _rules_of(system: SystemSpec, message: str) -> list[str]:
 
 
 def judge_trace(trace: AbstractTrace, firing: RuleFiring | None = None,
+                app_calls_known: bool = False,
                 ) -> tuple[str, Divergence | None, list[str], int]:
     """(verdict, divergence, final states, events fed) of one abstract trace; `firing`
-    collects the rules it fired."""
+    collects the rules it fired. `app_calls_known`: the trace already holds every
+    close(), shutdown() and abort() the application made (a replay's log), so they are
+    not guessed in front of a DATA_FIN, FIN, MP_FASTCLOSE or RST (`TIMER_CHOICES`)."""
+    hidden = TIMER_CHOICES if app_calls_known else HIDDEN_CHOICES
     system = build_system(trace.config)
     states: set[State] = Monitor(system).states
     pending: list[TraceItem] = []
@@ -239,7 +252,7 @@ def judge_trace(trace: AbstractTrace, firing: RuleFiring | None = None,
         plain = _run(system, states, inferred + [item.event])
         reached = set(plain.states) if plain.accepted else set()
         taken = [plain] if plain.accepted else []
-        choices = _hidden_choices(item.event)
+        choices = _hidden_choices(item.event, hidden)
         for choice in choices:
             attempt = _run(system, states, inferred + list(choice) + [item.event])
             if attempt.accepted:

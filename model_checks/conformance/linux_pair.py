@@ -223,7 +223,11 @@ SCENARIOS = {
         Scenario("fallback_plain_server", 1, ("--reply", "3000"), ("--send", "5000"),
                  "the server is plain TCP: the client falls back (no MP_CAPABLE on the "
                  "SYN/ACK)", plain_server=True),
-        Scenario("join_refused", 3, ("--reply", "30000"), ("--send", "30000", "--pause", "0.5"),
+        # Three chunks 0.5 s apart: Linux's path manager opens its joins only once the
+        # connection is fully established (the server's first DSS), so the connection
+        # must outlive the first data for the second join to be tried and refused.
+        Scenario("join_refused", 3, ("--reply", "30000"),
+                 ("--send", "30000", "--pause", "0.5", "--chunks", "3"),
                  "the server's path manager takes one subflow: the second join is reset",
                  setup=(("server", "limits set subflows 1 add_addr_accepted 0"),
                         ("client", "endpoint add {c2} dev {dev2} id 2 subflow"),
