@@ -14,13 +14,14 @@ that are gone afterwards.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
 
 import pytest
 
-from impl.lab.netns import list_namespaces
+from impl.lab.netns import NAME_PREFIX, list_namespaces
 from impl.lab.run import LabRunSpec, run_lab
 from impl.lab.topology import PathSpec
 
@@ -30,13 +31,20 @@ MiB = 1 << 20
 HMAC_FAILURES = ("MPTcpExtMPJoinAckHMacFailure", "MPTcpExtMPJoinSynAckHMacFailure")
 
 
+def _our_namespaces() -> set[str]:
+    """Namespaces this process made (`mptcpref-<pid>-...`): other test runs on the
+    machine create and remove theirs meanwhile."""
+    mine = f"{NAME_PREFIX}{os.getpid()}-"
+    return {name for name in list_namespaces() if name.startswith(mine)}
+
+
 def _run(paths: int, direction: str, **kwargs: Any) -> dict[str, Any]:
-    before = set(list_namespaces())
+    before = _our_namespaces()
     spec = LabRunSpec(peer="kernel", proto="mptcp", paths=[PathSpec()] * paths,
                       size=kwargs.pop("size", 2 * MiB), direction=direction,
                       timeout=kwargs.pop("timeout", 40), **kwargs)
     report = run_lab(spec)
-    assert set(list_namespaces()) <= before, "the lab left a namespace behind"
+    assert _our_namespaces() <= before, "the lab left a namespace behind"
     return report
 
 

@@ -177,7 +177,10 @@ def test_a_path_that_goes_dark_is_left_and_its_data_reinjected():
     assert network.run(done, time_limit=30)
     assert bytes(got) == data
     assert dark.stale and not dark.dead  # still retrying on its own
-    assert client.host.counters["MPTCPRetrans"] == 1
+    # One stale reinjection; the data-level timer (3.3.6) may have sent the head
+    # chunk again before the path was declared stale.
+    counters = client.host.counters
+    assert counters["MPTCPRetrans"] - counters["DataRtoRetrans"] == 1
     # Two RTOs (about 0.2 + 0.4 s) and the rest over path 1 at 20 Mbit/s, not minutes.
     assert network.now - started < 5
 

@@ -38,7 +38,6 @@ _IGNORED_OPTIONS = {(_socket.SOL_SOCKET, _socket.SO_REUSEADDR),
 SEND_BUFFER = 4 << 20  # bytes a socket holds that the core has not taken yet
 CORE_HIGH_WATER = 4 << 20  # bytes the core holds unacknowledged at the data level
 CORE_PIECE = 64 << 10  # bytes handed to the core per send call
-STALL_FLOOR = 0.5  # seconds without DATA_ACK progress before data-level reinjection
 
 
 def _address(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -70,8 +69,6 @@ class MptcpSocket:
         self._established = connection is not None
         self._all_acked = True  # nothing of ours waits for a DATA_ACK
         self._settled = False  # the connection is over (see wait_closed)
-        self._stall_una: int | None = None  # DATA_ACK watchdog (see _watch_data_ack)
-        self._stall_since = 0.0
         self._bound: tuple[object, int] | None = None
         self._listening = False
         self._backlog = 0
@@ -513,28 +510,7 @@ class MptcpSocket:
         if self._write_shut and not self._send_buffer and not self._fin_given:
             self._fin_given = True
             connection.close()
-        self._watch_data_ack(connection, now)
         self._all_acked = not self._send_buffer and self._core_unacked() == 0
-
-    def _watch_data_ack(self, connection: MptcpConnection, now: float) -> None:
-        """Data-level retransmission (3.3.6), a work-around until the core has its own
-        timer: when the DATA_ACK has not moved for two RTOs (at least STALL_FLOOR
-        seconds) although every subflow had its bytes acknowledged, the peer dropped
-        them at the data level (Linux: out-of-order data beyond the window it has
-        announced, before its first DATA_ACK); send them again."""
-        if connection.fallback or connection.snd_una >= connection.snd_nxt:
-            self._stall_una = None
-            return
-        if connection.snd_una != self._stall_una:
-            self._stall_una, self._stall_since = connection.snd_una, now
-            return
-        live = [sf for sf in connection.subflows if sf.usable]
-        if not live or any(sf.tcp.sender.flight_size for sf in live):
-            return  # subflow-level recovery is still at work
-        rto = max(sf.tcp.rtt.rto for sf in live)
-        if now - self._stall_since >= max(STALL_FLOOR, 2 * rto):
-            connection.reinject_unacknowledged()
-            self._stall_since = now
 
     def _announce(self, connection: MptcpConnection) -> None:
         """Listener side of the full mesh: ADD_ADDR our other addresses (3.4.1)."""

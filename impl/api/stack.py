@@ -182,7 +182,6 @@ class MptcpStack:
     def _thread_main(self) -> None:
         try:
             while not self._stopping:
-                # Short runs: the rounds also tick the sockets' DATA_ACK watchdogs.
                 self.driver.run(self._round, timeout=TICK)
         except BaseException as error:  # noqa: BLE001 - reported to every waiting socket
             self.failure = error

@@ -9,14 +9,15 @@
     handshake.py   MP_CAPABLE options and checks (3.1)
     join.py        MP_JOIN state and HMAC checks (3.2)
     dss.py         mappings sent and received, 32-bit widening, data-level reassembly
+    datalevel.py   data-level retransmission timer, window probe, connection-level
+                   receive window (3.3.4, 3.3.6)
     scheduler.py   Scheduler interface; lowest-RTT default with backup subflows
     counters.py    counters under the Linux MIB names (MPTcpExt)
     pm.py          ADD_ADDR (HMAC, resent until echoed) and REMOVE_ADDR signalling
     host.py        MptcpHost (listeners, 4-tuple demultiplexing) and TokenTable
 
 Not built yet: an automatic path manager (the caller opens joins and announces
-addresses), MP_FAIL and the infinite mapping on send, a connection-level receive window
-of our own (3.3.4: the TCP hook cannot set the window field), `project()` onto the spec
+addresses), MP_FAIL and the infinite mapping on send, `project()` onto the spec
 state.
 """
 

@@ -13,7 +13,8 @@ subflows that have room, each chunk one mapping (`dss.Mapping`) repeated on all 
 segments. DATA_ACKs (64-bit) free the send buffer; the receive side widens 32-bit
 values, checks mappings per subflow and reassembles across subflows by DSN. DATA_FIN
 takes one DSN (3.3.3); the close follows Appendix D (`data_state`). When a subflow dies
-its mappings not yet DATA_ACKed are reinjected on the others (3.3.6).
+its mappings not yet DATA_ACKed are reinjected on the others (3.3.6); the data-level
+retransmission timer and the connection-level receive window live in `datalevel.py`.
 
 Fallback (3.7): a SYN/ACK without MP_CAPABLE (or a listener's first ACK without any
 MPTCP option) makes the connection plain TCP on that one subflow for life: no MPTCP
@@ -39,6 +40,7 @@ from impl.wire.mptcp_options import MpCapable, MpFastclose, MpTcpRst
 from impl.wire.tcp import TcpFlags, TcpHeader
 
 from . import handshake
+from .datalevel import DataLevelMixin
 from .dss import ChecksumFailure, DataReassembly
 from .failure import FailureMixin
 from .input import InputMixin
@@ -78,6 +80,9 @@ class MptcpConfig:
     # Authentic ADD_ADDRs taken as join targets (Linux: ip mptcp limits
     # add_addr_accepted, at most 8); beyond it they are still echoed (3.4.1), as Linux does.
     add_addr_accepted: int = 8
+    # Data-level receive buffer (3.3.4): the window every subflow announces is this
+    # minus the bytes not yet read and those held out of order (None: tcp's).
+    receive_buffer: int | None = None
 
 
 def _joining(subflow: Subflow) -> bool:
@@ -86,7 +91,7 @@ def _joining(subflow: Subflow) -> bool:
     return join is not None and join.active and not join.fourth_ack_seen
 
 
-class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
+class MptcpConnection(InputMixin, OutputMixin, FailureMixin, DataLevelMixin):
     def __init__(self, host, config: MptcpConfig, *, client: bool, local_key: int) -> None:
         self.host = host
         self.config = config
@@ -127,8 +132,15 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         self.fin_dsn: int | None = None  # our DATA_FIN, once close() was called
         self.fin_acked = False
         self._fin_deadline: float | None = None
+        # Data-level retransmission timer (3.3.6, `datalevel.py`).
+        self._rtx_deadline: float | None = None
+        self._rtx_backoff = 0
+        self._rtx_avoid: list[Subflow] = []  # subflows that carried the resent chunk
         # Receive side.
         self.reassembly: DataReassembly | None = None
+        self.receive_buffer = config.receive_buffer or config.tcp.receive_buffer
+        self.rcv_wnd_edge: int | None = None  # right edge of our data-level window
+        self.rcv_wnd_sent: int | None = None  # the largest edge announced (Linux's name)
         self.received = bytearray()
         self.peer_closed = False
         self.closed_reason: str | None = None
@@ -323,6 +335,7 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         data = bytes(self.received)
         self.received.clear()
         self.bytes_read += len(data)
+        self._window_update_after_read(len(data))
         return data
 
     def project(self, config=None) -> dict:
@@ -362,7 +375,10 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         self._now = now
         tcp = subflow.tcp
         was_open = not tcp.is_closed
+        data_ack = self.snd_una
         tcp.receive_segment(segment, now)
+        if self.snd_una > data_ack:
+            self._on_data_ack_progress(now)
         if segment.header.flags & TcpFlags.RST and was_open and tcp.is_closed:
             self._on_reset(subflow, segment.header)  # the TCP accepted the RST
         self._drain(subflow)
@@ -412,6 +428,9 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
             self._on_checksum_failure(subflow, failure.mapping)
             return
         for dsn, data in pieces:
+            if not self._in_rcv_window(dsn):
+                self.counters.inc("NoDSSInWindow")  # dropped; the peer sends it again
+                continue
             reassembly = self.reassembly
             duplicates, out_of_order = reassembly.duplicate_bytes, reassembly.out_of_order_bytes
             for chunk in reassembly.receive(dsn, data):
@@ -459,14 +478,6 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
             return
         subflow.was_stale = True
         if any(sf.usable and not sf.stale for sf in self.subflows if sf is not subflow):
-            self._reinject_from(subflow)
-
-    def reinject_unacknowledged(self) -> None:
-        """3.3.6: send again, on whichever subflows have room, every byte mapped but not
-        DATA_ACKed. For a driver that sees the DATA_ACK stall while every subflow has
-        acknowledged its bytes: Linux drops out-of-order data beyond the data-level
-        window it has announced (MPTcpExtNoDSSInWindow) after its subflow acked it."""
-        for subflow in self.subflows:
             self._reinject_from(subflow)
 
     def _reinject_from(self, subflow: Subflow) -> None:
@@ -528,6 +539,7 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         timers += [sf.handshake_ack_deadline for sf in self.subflows]
         timers.append(self.signals.next_deadline())
         timers.append(self._fin_deadline)
+        timers.append(self._rtx_deadline)
         pending = [t for t in timers if t is not None]
         return min(pending) if pending else None
 
@@ -556,6 +568,8 @@ class MptcpConnection(InputMixin, OutputMixin, FailureMixin):
         signal_deadline = self.signals.next_deadline()
         if signal_deadline is not None and signal_deadline <= now:
             self._request_signal_ack(exclude=None)
+        if self._rtx_deadline is not None and now >= self._rtx_deadline:
+            self._on_data_timer(now)
         if self._fin_deadline is not None and now >= self._fin_deadline:
             self._fin_deadline = None
             if self._data_fin_due():

@@ -17,6 +17,7 @@ COUNTER_NAMES = (
     "MPCapableFallbackACK",  # listener: third ACK without MPTCP options (3.7)
     "MPCapableFallbackSYNACK",  # initiator: SYN/ACK without MP_CAPABLE (3.7)
     "MPTCPRetrans",  # data-level reinjection of unacknowledged data
+    "DataRtoRetrans",  # not Linux: data-level retransmission timer expiries (3.3.6)
     "MPJoinNoTokenFound",  # MP_JOIN SYN with a token no connection owns (3.2)
     "MPJoinRejected",  # MP_JOIN SYN to our initial address after we set the C flag (3.1)
     "MPJoinSynRx",
@@ -30,6 +31,7 @@ COUNTER_NAMES = (
     "InfiniteMapTx",  # the infinite mapping sent after the peer's MP_FAIL (3.7)
     "DuplicateData",  # data-level bytes received twice
     "OFOQueue",  # data-level bytes queued out of order
+    "NoDSSInWindow",  # out-of-order data past our data-level window, dropped (3.3.4)
     "AddAddr",  # authentic ADD_ADDR received (3.4.1)
     "AddAddrTx",
     "AddAddrDrop",  # ADD_ADDR with a bad HMAC, ignored

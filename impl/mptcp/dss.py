@@ -223,9 +223,12 @@ class DataReassembly:
         if self.fin_dsn is not None:
             end = min(end, self.fin_dsn)
         delivered: list[bytes] = []
+        # Every byte that arrives a second time (a reinjected copy, 3.3.6) is counted
+        # once in duplicate_bytes and dropped; each byte is delivered once.
         if end <= self.rcv_nxt:
-            self.duplicate_bytes += len(data)
+            self.duplicate_bytes += max(0, end - dsn)
         elif dsn <= self.rcv_nxt:
+            self.duplicate_bytes += self.rcv_nxt - dsn
             delivered.append(data[self.rcv_nxt - dsn : end - dsn])
             self.rcv_nxt = end
             ready = self.queue.pop_ready(self.rcv_nxt)
@@ -235,7 +238,9 @@ class DataReassembly:
                 delivered.append(ready)
                 self.rcv_nxt += len(ready)
         else:
-            self.out_of_order_bytes += self.queue.insert(dsn, data[: end - dsn])
+            added = self.queue.insert(dsn, data[: end - dsn])
+            self.out_of_order_bytes += added
+            self.duplicate_bytes += end - dsn - added
         self._check_fin()
         return delivered
 

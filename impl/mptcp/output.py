@@ -131,6 +131,7 @@ class OutputMixin:
                 start, end = self.reinject[0]
                 reinjection = True
             else:
+                self._rtx_avoid = []
                 start = self.snd_nxt
                 end = min(self.snd_buffer.end, self.send_edge)
                 reinjection = False
@@ -140,6 +141,10 @@ class OutputMixin:
             # are left out while any other subflow is usable (Linux: stale_loss_cnt).
             usable = [sf for sf in self.subflows if sf.usable]
             fresh = [sf for sf in usable if not sf.stale] or usable
+            if reinjection and self._rtx_avoid:
+                # 3.3.6: a chunk the data-level timer resends goes, when it can, on
+                # a subflow that did not carry it (it may not have got through there).
+                fresh = [sf for sf in fresh if sf not in self._rtx_avoid] or fresh
             candidates = [sf for sf in fresh if sf.room() > 0]
             regular_alive = any(not sf.backup for sf in fresh)
             subflow = self.scheduler.choose(candidates, regular_alive)
@@ -203,9 +208,12 @@ class OutputMixin:
                     segment = Segment(header, segment.payload)
                     subflow.rst_reason = None  # later RSTs answer stray segments
                     subflow.rst_options = ()
+                elif not self.fallback:
+                    segment = self._with_data_window(subflow, segment)  # 3.3.4
                 out.append((subflow.local, subflow.remote, segment))
         if not self.fallback:
             self._keep_signals_moving()
+            self._arm_data_timer(now)
         return out
 
     def _keep_signals_moving(self) -> None:
