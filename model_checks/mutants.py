@@ -550,11 +550,12 @@ def run_mutants(
         progress(f"mutants: {len(results)} killed by coverage replay")
     # 2. Divergence, one BMC over the spec for all the others.
     remaining = [mutant for mutant in mutants if mutant.name not in results]
-    from model_checks.invariants import holds_template
     from model_checks.liveness import live_states
 
-    live = live_states(encoding, [holds_template(encoding, invariant)
-                                  for invariant in system.invariants])
+    # Observability: what guards and effects read. A variable only invariants read
+    # cannot change a trace; whether the mutant still keeps the invariants is checked
+    # separately below, by proof, before any mutant is called equivalent.
+    live = live_states(encoding)
     targets = {mutant.name: divergence_target(encoding, built[mutant.name], mutant, live)
                for mutant in remaining}
     equivalent_proofs = _equivalent_by_lemmas(encoding, lemmas, targets)
@@ -600,9 +601,48 @@ def run_mutants(
     _wait(jobs)
     for job in jobs:
         results.update(job.result)
+    # 4. No trace tells an "equivalent" mutant apart; it is equivalent only if it also
+    # keeps every invariant and lemma of the spec (proved on the mutant by induction),
+    # else it is killed by the invariant it breaks or, failing both, survives.
+    for mutant in mutants:
+        result = results[mutant.name]
+        if result.status == "equivalent":
+            results[mutant.name] = _keeps_the_invariants(system, built[mutant.name], mutant,
+                                                         result, depth)
     if progress:
         progress(f"mutants done in {time.monotonic() - start:.1f}s")
     return [results[mutant.name] for mutant in mutants]
+
+
+def _keeps_the_invariants(system: SystemSpec, mutated: SystemSpec, mutant: Mutant,
+                          result: MutantResult, depth: int) -> MutantResult:
+    from model_checks.invariants import k_induction
+
+    began = time.monotonic()
+    checked = replace(mutated, invariants=system.invariants)
+    encoding = Encoding(checked)
+    outcome = k_induction(encoding, checked.invariants, max_k=2)
+    names = {invariant.name for invariant in checked.invariants}
+    proved = set(outcome.proved)
+    known = [invariant for invariant in checked.invariants if invariant.name in proved]
+    for invariant in checked.invariants:
+        if invariant.name not in proved:
+            if spacer_prove(encoding, invariant, known, timeout_ms=5_000).answer == "proved":
+                proved.add(invariant.name)
+    if proved >= names:
+        result.detail += ("; and every invariant and lemma of the spec is proved on the "
+                          "mutant (k-induction, Spacer)")
+        result.seconds += time.monotonic() - began
+        return result
+    caught = _invariant_bmc(system, mutated, mutant, depth, seconds=8.0)
+    if caught is not None:
+        caught.seconds += result.seconds + time.monotonic() - began
+        return caught
+    unproved = sorted(names - proved)
+    return MutantResult(mutant.name, mutant.operator, mutant.description, "survived", "",
+                        "no trace tells it apart, but the spec's invariants are not proved "
+                        f"on it ({', '.join(unproved[:3])}) and BMC finds no violation",
+                        result.seconds + time.monotonic() - began)
 
 
 EQUIVALENT = ("in every state satisfying the proved invariants the mutated rows enable "
