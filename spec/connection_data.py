@@ -168,6 +168,19 @@ def data_rules() -> list[Rule]:
              when="written data",
              doc="Data without a mapping on this segment: covered by an earlier mapping, "
                  "the infinite mapping, or plain TCP after fallback."),
+        rule("conn_resend_data_after_data_fin_acked", ("FIN_WAIT_2", "TIME_WAIT"), "send_data",
+             None, lambda v: And(Not(v.conn.fallback), v.p.bytes >= 1,
+                                 _end(v) <= v.conn.written),
+             rfc="3.3.6", when="data already sent",
+             doc="A subflow's TCP still retransmits a segment whose data the peer has "
+                 "DATA_ACKed (with its DATA_FIN): the subflow must deliver its own sequence "
+                 "space, and the receiver drops the duplicate (found by the lockstep test "
+                 "once the data-level retransmission timer reinjected a chunk)."),
+        rule("conn_resend_data_plain_after_data_fin_acked", ("FIN_WAIT_2", "TIME_WAIT"),
+             "send_data_plain", None,
+             lambda v: And(v.p.bytes >= 1, _end(v) <= v.conn.written), rfc="3.3.6",
+             when="data already sent",
+             doc="The same retransmission on a segment that carries no mapping."),
         rule("conn_send_data_ack", SYNCED, "send_data_ack", None,
              lambda v: And(Not(v.conn.fallback), v.conn.peer_key, _ack_ok(v)),
              lambda v: {"peer_fin_acked": Or(

@@ -76,6 +76,17 @@ def _sent_below_snd_nxt(pre: SystemView, step: Step, post: SystemView) -> Value:
     return True
 
 
+def _data_ack_moves_snd_una(pre: SystemView, step: Step, post: SystemView) -> Value:
+    """`snd_una` is the peer's cumulative DATA_ACK: one that acknowledges more of what
+    was sent moves it there (3.3.2), unless the connection is being aborted (3.5)."""
+    if step.label != "recv_data_ack":
+        return True
+    ack = step.params["ack"]
+    return Implies(And(Not(pre.conn.fallback), Not(pre.conn.in_("ABORTING", "CLOSED")),
+                       ack > pre.conn.snd_una, ack <= pre.conn.snd_nxt),
+                   post.conn.snd_una == ack)
+
+
 def _fallback_no_option(labels: frozenset[str]):
     def predicate(pre: SystemView, step: Step, post: SystemView) -> Value:
         if step.label in labels:
@@ -139,6 +150,10 @@ def build_invariants(config: Config | None = None) -> tuple[Invariant, ...]:
                   "Every unit sent (mapped, unmapped, on the MP_CAPABLE third ACK, or the "
                   "DATA_FIN) lies below snd_nxt afterwards: snd_nxt is what was sent.",
                   _sent_below_snd_nxt, "step"),
+        Invariant("data_ack_moves_snd_una", "3.3.2",
+                  "A DATA_ACK that acknowledges more of what was sent moves snd_una to it: "
+                  "snd_una is the peer's cumulative DATA_ACK.", _data_ack_moves_snd_una,
+                  "step"),
         Invariant("subflows_within_limit", "3.2",
                   "The number of live subflows never exceeds the path manager's limit.",
                   _within_limit),

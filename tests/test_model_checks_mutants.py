@@ -7,6 +7,7 @@ from __future__ import annotations
 from model_checks.bmc import search
 from model_checks.checks import lemmas_of, prove_by_induction
 from model_checks.encoding import Encoding
+from model_checks.lemmas import strengthening_lemmas
 from model_checks.mutants import generate, run_mutants
 from model_checks.structural import coverage_targets
 from model_checks.traces import accepts
@@ -55,10 +56,12 @@ def test_the_real_spec_gets_at_least_twenty_mutants_and_a_sample_is_caught():
     before = SYSTEM.connection.rules
     sample = [next(m for m in mutants if m.operator == operator)
               for operator in ("drop a guard", "delete a rule", "swap two events")]
-    induction = prove_by_induction(encoding, 1)
-    lemmas = lemmas_of(encoding, [i for i in SYSTEM.invariants if i.name in induction.proved])
+    strengthening = strengthening_lemmas(SYSTEM.config)
+    induction = prove_by_induction(encoding, 1, strengthening)
+    lemmas = lemmas_of(encoding, [i for i in (*SYSTEM.invariants, *strengthening)
+                                  if i.name in induction.proved])
     results = run_mutants(SYSTEM, encoding, witnesses, lemmas, depth=10, seconds=20,
-                          mutants=sample)
+                          mutants=sample, proved_lemmas=strengthening)
     assert SYSTEM.connection.rules is before
     for result in results:
         assert result.status in ("killed", "equivalent"), result
