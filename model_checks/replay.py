@@ -137,7 +137,8 @@ class ReplayReport:
 # Playing one plan
 
 
-def _payload(count: int, salt: int) -> bytes:
+def replay_payload(count: int, salt: int) -> bytes:
+    """Bytes of a scripted send: any will do, they differ by `salt` so a mix-up shows."""
     return bytes((salt * 31 + index) % 251 for index in range(count))
 
 
@@ -215,7 +216,7 @@ class _Player:
             return
         self.salt += 1
         wanted = len(self.run.kernel.received) + action.arg
-        self.connection.send(_payload(action.arg, self.salt))
+        self.connection.send(replay_payload(action.arg, self.salt))
         self.wait(lambda: len(self.run.kernel.received) >= wanted or self._closed(),
                   "the kernel reading our data")
 
@@ -370,7 +371,7 @@ class _Player:
             return
         self.salt += 1
         wanted = len(run.received) + action.arg
-        run.kernel.send(_payload(action.arg, self.salt))
+        run.kernel.send(replay_payload(action.arg, self.salt))
         self.wait(lambda: len(run.received) >= wanted or self._closed(),
                   "our endpoint reading the kernel's data")
 

@@ -18,18 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from impl.lab.packet_peer import PacketPeerRun, packet_peer_lab
+from impl.lab.scripted import PORT
+from model_checks.replay import SETTLE, STEP_TIMEOUT, replay_payload
 from model_checks.replay_plan import REPEAT_KINDS, Action, Plan
 
 __all__ = ["play_scripted"]
 
-PORT = 5201
-STEP_TIMEOUT = 4.0
-SETTLE = 0.3
 UNKNOWN_TOKEN = 0x0BADC0DE
 
-
-def _payload(count: int, salt: int) -> bytes:
-    return bytes((salt * 37 + index) % 251 for index in range(count))
 
 
 class _ScriptedPlayer:
@@ -82,7 +78,7 @@ class _ScriptedPlayer:
             return
         self.salt += 1
         wanted = len(self.run.peer_received) + action.arg
-        self.ours.send(_payload(action.arg, self.salt))
+        self.ours.send(replay_payload(action.arg, self.salt))
         self.wait(lambda: len(self.run.peer_received) >= wanted or self.ours.is_closed,
                   "the peer reading our data")
 
@@ -155,7 +151,7 @@ class _ScriptedPlayer:
             return
         self.salt += 1
         wanted = len(self.run.received) + action.arg
-        theirs.send(_payload(action.arg, self.salt))
+        theirs.send(replay_payload(action.arg, self.salt))
         self.wait(lambda: len(self.run.received) >= wanted
                   or (self.ours is not None and self.ours.is_closed),
                   "our endpoint reading the peer's data")
